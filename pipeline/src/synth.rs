@@ -1,0 +1,461 @@
+//! `weft synth`: synthetic query graphs of known shape, for benchmarks and
+//! for tests that check the scheduler from outside.
+//!
+//! Every node of a graph is one query `SynthNode(id)`. A node fetches its
+//! dependencies (in parallel with `par_map` when it has several), spins for
+//! its work on the monotonic clock, and returns a 64-bit value mixed from its
+//! id and its dependencies' values only. The root's value is the checksum
+//! printed on stdout: it depends on the graph alone, so it is identical in
+//! every mode and at every `-j`.
+//!
+//! Shapes (`N` = `--nodes`, `U` = `--work-us`):
+//!
+//! - `chain`: node `i` needs `i - 1`; work `N·U`, span `N·U`.
+//! - `fan-in`: one slow shared query `Q` (work `N·U/2`) and `N` tasks that the
+//!   root fetches in order; odd tasks spin `U` and *then* need `Q`, even tasks
+//!   spin `U` and never need `Q`. Work `1.5·N·U`, span `U + N·U/2`; on 2
+//!   workers the Brent bound is `0.75·N·U`. In threads mode the worker that
+//!   reaches an odd task while `Q` runs blocks, and the even tasks wait:
+//!   about `N·U`. A suspended fiber frees its worker for them.
+//! - `diamond`: one source, `N - 2` middle nodes that need it, one sink that
+//!   needs them all; span `3·U`.
+//! - `layered`: `⌈√N⌉`-wide layers; a node needs two or three nodes of the
+//!   layer before it (one picked by `--seed`); a zero-work root needs the
+//!   last layer.
+//! - `random`: node `i` needs 0–3 random earlier nodes (by `--seed`); a
+//!   zero-work root needs every node that no other node needs.
+//!
+//! stdout: `checksum: 0x…` only. stderr: one summary line per run (wall
+//! time, work `T1`, span `T∞`, the Brent bound `max(T1/P, T∞)`), or a table
+//! with `--compare`. `--busy-log FILE` writes the busy intervals of the
+//! runtime's workers, one `worker start_ns end_ns` line each
+//! (`CLOCK_MONOTONIC` nanoseconds, so files from two processes compare).
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use weft_queries::{Cx, Engine, Query};
+use weft_runtime::{Mode, Runtime};
+
+/// `weft synth` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SynthArgs {
+    /// Mode, worker count and jobserver options shared with `weft analyze`.
+    #[command(flatten)]
+    pub run: crate::cli::RunOpts,
+    /// Graph shape.
+    #[arg(long, value_enum)]
+    pub shape: Shape,
+    /// Number of nodes (for `fan-in`: tasks, besides `Q` and the root).
+    #[arg(long, default_value_t = 200)]
+    pub nodes: usize,
+    /// Work of one node in microseconds, spun on the monotonic clock.
+    #[arg(long = "work-us", default_value_t = 100)]
+    pub work_us: u64,
+    /// Seed of the `layered` and `random` shapes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the workers' busy intervals to FILE: `worker start_ns end_ns`
+    /// per line, `CLOCK_MONOTONIC` nanoseconds.
+    #[arg(long = "busy-log", value_name = "FILE")]
+    pub busy_log: Option<PathBuf>,
+    /// Run serial, threads and fibers one after the other (same `-j`) and
+    /// print their wall times against the bounds, side by side.
+    #[arg(long)]
+    pub compare: bool,
+    /// Make node ID panic after its work (tests: tokens survive a panic).
+    #[arg(long = "panic-at", value_name = "ID", hide = true)]
+    pub panic_at: Option<usize>,
+}
+
+/// The shape of a synthetic graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// A single chain: no parallelism.
+    Chain,
+    /// One slow shared query needed by every other task: fibers beat threads.
+    FanIn,
+    /// Source, a wide middle, sink.
+    Diamond,
+    /// Layers of width ⌈√N⌉, each node needing nodes of the previous layer.
+    Layered,
+    /// A random DAG.
+    Random,
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Shape::Chain => "chain",
+            Shape::FanIn => "fan-in",
+            Shape::Diamond => "diamond",
+            Shape::Layered => "layered",
+            Shape::Random => "random",
+        })
+    }
+}
+
+/// One node of a synthetic graph.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// Nodes this one needs, fetched in this order.
+    deps: Vec<usize>,
+    /// Spin time in nanoseconds.
+    work_ns: u64,
+    /// Spin before fetching the dependencies (else after).
+    work_first: bool,
+}
+
+/// A synthetic graph: the engine's database.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    root: usize,
+    /// A node that panics after its work (tests).
+    panic_at: Option<usize>,
+}
+
+/// xorshift64*: deterministic, seedable, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(mix(seed) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// splitmix64's finalizer.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl Graph {
+    /// Builds the graph of `shape` with `n` nodes of `work_us` µs each.
+    pub fn new(shape: Shape, n: usize, work_us: u64, seed: u64) -> Graph {
+        let u = work_us * 1_000;
+        let node = |deps: Vec<usize>| Node {
+            deps,
+            work_ns: u,
+            work_first: false,
+        };
+        let mut nodes: Vec<Node>;
+        let root;
+        match shape {
+            Shape::Chain => {
+                let n = n.max(1);
+                nodes = (0..n)
+                    .map(|i| node(if i == 0 { vec![] } else { vec![i - 1] }))
+                    .collect();
+                root = n - 1;
+            }
+            Shape::FanIn => {
+                let n = n.max(2);
+                let q = n;
+                nodes = (0..n)
+                    .map(|i| Node {
+                        deps: if i % 2 == 1 { vec![q] } else { vec![] },
+                        work_ns: u,
+                        work_first: true,
+                    })
+                    .collect();
+                nodes.push(Node {
+                    deps: vec![],
+                    work_ns: (n as u64) * u / 2,
+                    work_first: true,
+                });
+                root = nodes.len();
+                nodes.push(Node {
+                    deps: (0..n).collect(),
+                    work_ns: 0,
+                    work_first: false,
+                });
+            }
+            Shape::Diamond => {
+                let n = n.max(3);
+                nodes = vec![node(vec![])];
+                nodes.extend((1..n - 1).map(|_| node(vec![0])));
+                nodes.push(node((1..n - 1).collect()));
+                root = n - 1;
+            }
+            Shape::Layered => {
+                let n = n.max(1);
+                let width = (1..=n).find(|w| w * w >= n).unwrap_or(1);
+                let mut rng = Rng::new(seed);
+                nodes = (0..n)
+                    .map(|i| {
+                        let (layer, k) = (i / width, i % width);
+                        if layer == 0 {
+                            return node(vec![]);
+                        }
+                        let prev = (layer - 1) * width;
+                        let mut deps = vec![prev + k, prev + (k + 1) % width, prev + rng.below(width)];
+                        deps.sort_unstable();
+                        deps.dedup();
+                        node(deps)
+                    })
+                    .collect();
+                let last = ((n - 1) / width) * width;
+                root = nodes.len();
+                nodes.push(Node {
+                    deps: (last..n).collect(),
+                    ..Node::default()
+                });
+            }
+            Shape::Random => {
+                let n = n.max(1);
+                let mut rng = Rng::new(seed);
+                let mut needed = vec![false; n];
+                nodes = (0..n)
+                    .map(|i| {
+                        let mut deps: Vec<usize> = if i == 0 {
+                            vec![]
+                        } else {
+                            (0..rng.below(4)).map(|_| rng.below(i)).collect()
+                        };
+                        deps.sort_unstable();
+                        deps.dedup();
+                        for &d in &deps {
+                            needed[d] = true;
+                        }
+                        node(deps)
+                    })
+                    .collect();
+                root = nodes.len();
+                nodes.push(Node {
+                    deps: (0..n).filter(|&i| !needed[i]).collect(),
+                    ..Node::default()
+                });
+            }
+        }
+        Graph {
+            nodes,
+            root,
+            panic_at: None,
+        }
+    }
+
+    /// Work `T1` in nanoseconds: the sum of every node's work.
+    pub fn work_ns(&self) -> u64 {
+        self.nodes.iter().map(|n| n.work_ns).sum()
+    }
+
+    /// Span `T∞` in nanoseconds: the heaviest dependency path to the root.
+    pub fn span_ns(&self) -> u64 {
+        // Dependencies always have smaller ids except `fan-in`'s Q and the
+        // extra roots, so compute by memoised depth-first search.
+        let mut memo: Vec<Option<u64>> = vec![None; self.nodes.len()];
+        let mut stack = vec![(self.root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if memo[i].is_some() {
+                continue;
+            }
+            if expanded {
+                let deps = self.nodes[i].deps.iter().map(|&d| memo[d].unwrap_or(0));
+                memo[i] = Some(self.nodes[i].work_ns + deps.max().unwrap_or(0));
+            } else {
+                stack.push((i, true));
+                stack.extend(self.nodes[i].deps.iter().map(|&d| (d, false)));
+            }
+        }
+        memo[self.root].unwrap_or(0)
+    }
+
+    /// Number of nodes, the root included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Always false: a graph has a root.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// Spins for `ns` nanoseconds of the monotonic clock. Work is measured in
+/// time, not in loop iterations, so a node costs the same in every mode.
+fn spin(ns: u64) {
+    if ns == 0 {
+        return;
+    }
+    let until = Instant::now() + Duration::from_nanos(ns);
+    while Instant::now() < until {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The query: one node of the synthetic graph; the value is a checksum of
+/// the node's id and its dependencies' values.
+struct SynthNode;
+
+impl Query for SynthNode {
+    type Db = Graph;
+    type Key = usize;
+    type Value = u64;
+    const NAME: &'static str = "synth_node";
+
+    fn compute(cx: &Cx<'_, Graph>, &id: &usize) -> u64 {
+        let graph = cx.db();
+        let node = &graph.nodes[id];
+        if node.work_first {
+            spin(node.work_ns);
+        }
+        let values: Vec<u64> = match node.deps.as_slice() {
+            [] => Vec::new(),
+            &[d] => vec![cx.get::<SynthNode>(d)],
+            deps => weft_runtime::par_map(deps, |_, &d| cx.get::<SynthNode>(d)),
+        };
+        if !node.work_first {
+            spin(node.work_ns);
+        }
+        if graph.panic_at == Some(id) {
+            panic!("synth: node {id} panics on purpose (--panic-at)");
+        }
+        values
+            .iter()
+            .fold(mix(id as u64), |acc, &v| mix(acc.rotate_left(5) ^ v))
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    checksum: u64,
+    wall: Duration,
+    workers: usize,
+    mode: Mode,
+}
+
+/// Runs `graph` on `runtime`, optionally recording busy intervals into `busy_log`.
+fn run_once(runtime: Runtime, graph: Graph, busy_log: Option<&PathBuf>) -> anyhow::Result<Outcome> {
+    if busy_log.is_some() {
+        runtime.enable_busy_log();
+    }
+    let (mode, workers) = (runtime.mode(), runtime.num_threads());
+    let root = graph.root;
+    let engine = Engine::new(runtime.clone(), graph);
+    let start = Instant::now();
+    let value = engine.get::<SynthNode>(root);
+    let wall = start.elapsed();
+    if let Some(path) = busy_log {
+        write_busy_log(path, &runtime.busy_log())?;
+    }
+    // Dropping the engine and the runtime here stops the workers and hands
+    // every jobserver token back, on success and on error alike.
+    drop(engine);
+    drop(runtime);
+    let checksum = value.map_err(|e| anyhow::anyhow!("synth query failed: {e}"))?;
+    Ok(Outcome {
+        checksum,
+        wall,
+        workers,
+        mode,
+    })
+}
+
+fn write_busy_log(path: &PathBuf, intervals: &[(usize, u64, u64)]) -> anyhow::Result<()> {
+    let mut out = String::with_capacity(intervals.len() * 32);
+    for &(w, start, end) in intervals {
+        out.push_str(&format!("{w} {start} {end}\n"));
+    }
+    std::fs::write(path, out).with_context(|| format!("writing busy log {}", path.display()))
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Runs `weft synth`: prints the root's checksum on stdout and a summary on stderr.
+pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
+    let mut graph = Graph::new(args.shape, args.nodes, args.work_us, args.seed);
+    graph.panic_at = args.panic_at;
+    let (t1, tinf) = (graph.work_ns(), graph.span_ns());
+    let bound = |p: usize| (t1 / p.max(1) as u64).max(tinf);
+    let summary = |o: &Outcome| {
+        let b = bound(o.workers);
+        format!(
+            "{:<8} -j{:<3} wall {:>9.2} ms   brent bound {:>9.2} ms   wall/bound {:.3}",
+            o.mode.to_string(),
+            o.workers,
+            o.wall.as_secs_f64() * 1e3,
+            ms(b),
+            o.wall.as_nanos() as f64 / b as f64,
+        )
+    };
+    eprintln!(
+        "synth: shape {} nodes {} work {} us: T1 {:.2} ms, T∞ {:.2} ms, parallelism {:.2}",
+        args.shape,
+        graph.len(),
+        args.work_us,
+        ms(t1),
+        ms(tinf),
+        t1 as f64 / tinf.max(1) as f64,
+    );
+    let outcome = if args.compare {
+        let mut rows = Vec::new();
+        for mode in [Mode::Serial, Mode::Threads, Mode::Fibers] {
+            let mut opts = args.run.clone();
+            opts.mode = Some(mode);
+            let runtime = crate::cli::build_runtime(&opts)?;
+            let o = run_once(runtime, graph.clone(), None)?;
+            eprintln!("{}", summary(&o));
+            rows.push(o);
+        }
+        if let Some(o) = rows.iter().find(|o| o.checksum != rows[0].checksum) {
+            anyhow::bail!("checksum differs in {} mode: {:#x} vs {:#x}", o.mode, o.checksum, rows[0].checksum);
+        }
+        rows[0]
+    } else {
+        let runtime = crate::cli::build_runtime(&args.run)?;
+        let o = run_once(runtime, graph, args.busy_log.as_ref())?;
+        eprintln!("{}", summary(&o));
+        o
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "checksum: {:#018x}", outcome.checksum)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fan_in_bounds() {
+        let g = Graph::new(Shape::FanIn, 100, 10, 1);
+        // Tasks 100·10 µs, Q 500 µs: T1 1.5 ms; span U + N·U/2.
+        assert_eq!(g.work_ns(), 1_500_000);
+        assert_eq!(g.span_ns(), 510_000);
+        assert_eq!(g.len(), 102);
+    }
+
+    #[test]
+    fn shapes_are_dags_with_a_root() {
+        for shape in [Shape::Chain, Shape::FanIn, Shape::Diamond, Shape::Layered, Shape::Random] {
+            for n in [1, 2, 3, 10, 97] {
+                let g = Graph::new(shape, n, 1, 7);
+                assert!(g.span_ns() > 0, "{shape} {n}");
+                assert!(g.span_ns() <= g.work_ns());
+            }
+        }
+        assert_eq!(Graph::new(Shape::Chain, 10, 1, 0).span_ns(), 10_000);
+        assert_eq!(Graph::new(Shape::Diamond, 10, 1, 0).span_ns(), 3_000);
+    }
+}

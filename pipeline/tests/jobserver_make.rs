@@ -1,0 +1,281 @@
+//! Weft under a real GNU make, and the jobserver pipe's token count
+//! (issue 6, acceptance 1–3).
+//!
+//! ```text
+//!  make -j2 ──(+ recipe: pipe fds R,W, 1 token in the pipe)──► weft -j 8
+//!     implicit token ─► worker a busy        busy log: never > 2 at once
+//!     pipe token     ─► worker b busy        other 6 workers wait in acquire
+//!
+//!  make -j3 a b ─► weft (a) ─┐  2 implicit tokens + 1 pipe token:
+//!               ─► weft (b) ─┘  merged busy logs never > 3 at once
+//! ```
+//!
+//! Busy intervals are `CLOCK_MONOTONIC` nanoseconds, recorded after a worker
+//! got its token and before it hands it back, so intervals from two
+//! processes compare. Every child runs under a timeout: a hang fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` to completion, killing it after `TIMEOUT`.
+fn run_with_timeout(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "timed out after {TIMEOUT:?}: {cmd:?}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "weft-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn weft_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weft")
+}
+
+/// Removes every variable through which the test runner (cargo) could hand
+/// its own jobserver to the child.
+fn scrub_env(cmd: &mut Command) {
+    for var in ["CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES"] {
+        cmd.env_remove(var);
+    }
+}
+
+const SYNTH: &str = "synth --shape layered --nodes 400 --work-us 300 -j 8";
+
+/// Writes a Makefile whose targets each run `weft synth` with a busy log,
+/// and runs `make -jJOBS TARGETS`.
+fn run_make(dir: &Path, jobs: usize, plus: bool, targets: &[&str]) -> Output {
+    let mut makefile = String::from(".PHONY: all");
+    for t in targets {
+        makefile.push(' ');
+        makefile.push_str(t);
+    }
+    makefile.push_str("\n\nall:");
+    for t in targets {
+        makefile.push(' ');
+        makefile.push_str(t);
+    }
+    makefile.push('\n');
+    for t in targets {
+        makefile.push_str(&format!(
+            "\n{t}:\n\t{}\"$(WEFT)\" {SYNTH} --busy-log {t}.busy > {t}.out\n",
+            if plus { "+" } else { "" }
+        ));
+    }
+    std::fs::write(dir.join("Makefile"), makefile).unwrap();
+    let mut cmd = Command::new("make");
+    scrub_env(&mut cmd);
+    cmd.current_dir(dir)
+        .arg(format!("-j{jobs}"))
+        .arg(format!("WEFT={}", weft_bin()))
+        .arg("all");
+    let out = run_with_timeout(cmd);
+    assert!(
+        out.status.success(),
+        "make failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Parses `worker start_ns end_ns` lines.
+fn read_busy_log(path: &Path) -> Vec<(usize, u64, u64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|line| {
+            let f: Vec<u64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            assert_eq!(f.len(), 3, "bad busy-log line {line:?}");
+            assert!(f[1] <= f[2], "interval ends before it starts: {line:?}");
+            (f[0] as usize, f[1], f[2])
+        })
+        .collect()
+}
+
+/// The largest number of intervals open at one instant. An interval that
+/// ends at `t` does not overlap one that starts at `t`.
+fn max_concurrency(intervals: &[(u64, u64)]) -> usize {
+    let mut events: Vec<(u64, i32)> = Vec::new();
+    for &(s, e) in intervals {
+        events.push((s, 1));
+        events.push((e, -1));
+    }
+    events.sort(); // -1 sorts before +1 at equal times
+    let (mut now, mut max) = (0i64, 0i64);
+    for (_, d) in events {
+        now += i64::from(d);
+        max = max.max(now);
+    }
+    max as usize
+}
+
+fn expected_checksum() -> String {
+    let mut cmd = Command::new(weft_bin());
+    scrub_env(&mut cmd);
+    cmd.args(SYNTH.split(' ')).args(["--mode", "serial"]);
+    let out = run_with_timeout(cmd);
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn make_j2_never_more_than_two_workers_busy() {
+    let dir = TempDir::new("make-j2");
+    let out = run_make(dir.path(), 2, true, &["a"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "unexpected warning:\n{stderr}");
+    let log = read_busy_log(&dir.path().join("a.busy"));
+    assert!(!log.is_empty(), "no busy intervals recorded");
+    let spans: Vec<(u64, u64)> = log.iter().map(|&(_, s, e)| (s, e)).collect();
+    let max = max_concurrency(&spans);
+    assert!(max <= 2, "{max} workers busy at once under make -j2");
+    let stdout = std::fs::read_to_string(dir.path().join("a.out")).unwrap();
+    assert_eq!(stdout, expected_checksum());
+}
+
+#[test]
+fn make_j3_two_processes_never_exceed_three() {
+    let dir = TempDir::new("make-j3");
+    run_make(dir.path(), 3, true, &["a", "b"]);
+    let mut spans = Vec::new();
+    for t in ["a", "b"] {
+        let log = read_busy_log(&dir.path().join(format!("{t}.busy")));
+        assert!(!log.is_empty(), "no busy intervals recorded for {t}");
+        let mine: Vec<(u64, u64)> = log.iter().map(|&(_, s, e)| (s, e)).collect();
+        assert!(max_concurrency(&mine) <= 3);
+        spans.extend(mine);
+    }
+    let max = max_concurrency(&spans);
+    assert!(max <= 3, "{max} workers busy at once in two processes under make -j3");
+}
+
+#[test]
+fn make_without_plus_warns_once_and_completes() {
+    let dir = TempDir::new("make-noplus");
+    let out = run_make(dir.path(), 2, false, &["a"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings = stderr.matches("weft: warning").count();
+    assert_eq!(warnings, 1, "expected one warning, stderr:\n{stderr}");
+    assert!(stderr.contains("jobserver"), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    let stdout = std::fs::read_to_string(dir.path().join("a.out")).unwrap();
+    assert_eq!(stdout, expected_checksum());
+    // Without a jobserver, all `-j 8` workers exist (they may all be busy).
+    let workers: std::collections::BTreeSet<usize> = read_busy_log(&dir.path().join("a.busy"))
+        .iter()
+        .map(|&(w, _, _)| w)
+        .collect();
+    assert!(workers.iter().all(|&w| w < 8), "{workers:?}");
+}
+
+/// Runs `weft` with a test-made jobserver of `tokens` tokens and checks that
+/// the pipe holds as many tokens afterwards. Returns the child's output.
+fn run_with_pipe(tokens: usize, args: &[&str]) -> Output {
+    let client = jobserver::Client::new(tokens).expect("jobserver pipe");
+    assert_eq!(client.available().unwrap(), tokens);
+    let mut cmd = Command::new(weft_bin());
+    scrub_env(&mut cmd);
+    cmd.args(args);
+    client.configure(&mut cmd);
+    let out = run_with_timeout(cmd);
+    assert_eq!(
+        client.available().unwrap(),
+        tokens,
+        "tokens lost or duplicated by `weft {}`; stderr:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn pipe_holds_all_tokens_after_a_normal_run() {
+    for mode in ["fibers", "threads"] {
+        let out = run_with_pipe(
+            3,
+            &["synth", "--shape", "random", "--nodes", "300", "--work-us", "100", "-j", "8", "--mode", mode],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    }
+}
+
+#[test]
+fn pipe_holds_all_tokens_after_a_query_panic() {
+    for mode in ["fibers", "threads"] {
+        let out = run_with_pipe(
+            2,
+            &[
+                "synth", "--shape", "fan-in", "--nodes", "100", "--work-us", "200", "-j", "6",
+                "--mode", mode, "--panic-at", "7",
+            ],
+        );
+        assert!(!out.status.success(), "a panicking query must fail the run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("on purpose"), "stderr:\n{stderr}");
+    }
+}
+
+#[test]
+fn pipe_holds_all_tokens_after_an_internal_error() {
+    // The busy log cannot be written: the run fails after the graph ran.
+    let out = run_with_pipe(
+        2,
+        &[
+            "synth", "--shape", "layered", "--nodes", "100", "--work-us", "100", "-j", "4",
+            "--busy-log", "/nonexistent-weft-dir/busy.log",
+        ],
+    );
+    assert!(!out.status.success());
+}
+
+#[test]
+fn pipe_with_no_tokens_runs_on_the_implicit_token() {
+    let out = run_with_pipe(0, &["synth", "--shape", "diamond", "--nodes", "50", "--work-us", "50", "-j", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

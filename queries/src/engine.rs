@@ -1,0 +1,385 @@
+//! The engine: [`Engine`] owns the memo tables and the wait-for graph;
+//! [`Cx`] is what providers use to ask for other queries.
+//!
+//! # `Cx::get` (claim, compute, publish, wait)
+//!
+//! - **hit**: the memo is cloned out of its shard;
+//! - **miss**: the caller claims the key (`memo.rs`), runs the provider on
+//!   its own stack inside a new job, publishes the result, then sets the
+//!   slot's latch;
+//! - **in progress elsewhere**: the caller searches the wait-for graph for a
+//!   cycle (`cycle.rs`) and, if there is none, waits on the slot's latch
+//!   (the fiber suspends, the thread blocks), then reads the memo.
+//!
+//! # Errors travel as unwinding
+//!
+//! A provider returns a plain value. When a query it asks for failed (a
+//! panic, or a cycle without recovery), [`Cx::get`] unwinds with a private
+//! payload carrying the [`QueryError`]; the engine catches it where the
+//! calling query's job began and stores the *same* error as that query's
+//! result. So the error reaches the top unchanged and deterministic, and a
+//! provider that wants to handle it uses [`Cx::try_get`]. A provider's own
+//! panic becomes `QueryError::Panicked` naming that query and key. Every
+//! job publishes exactly once, whatever happens, so no waiter hangs.
+
+use std::any::{Any, TypeId};
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use weft_runtime::{Mode, Runtime};
+
+use crate::cycle::{CycleUnwind, Registered, WaitGraph};
+use crate::job::{self, Job};
+use crate::memo::{Claim, Memo, MemoTable};
+use crate::{Diagnostic, Query, QueryError};
+
+/// The unwind payload of a failed `Cx::get` (see the module doc).
+struct ErrorUnwind(QueryError);
+
+/// The unwind payload of a cycle being broken (see `cycle.rs`).
+struct CycleUnwindPayload(Arc<CycleUnwind>);
+
+/// A memo table with its types erased, for whole-engine walks.
+trait ErasedTable: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>);
+}
+
+struct Table<Q: Query>(MemoTable<Q::Key, Q::Value>);
+
+impl<Q: Query> ErasedTable for Table<Q> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>) {
+        self.0.for_each_done(|k, memo| {
+            if !memo.diagnostics.is_empty() {
+                let key = format!("{k:?}");
+                out.extend(memo.diagnostics.iter().map(|d| (Q::NAME, key.clone(), d.clone())));
+            }
+        });
+    }
+}
+
+struct EngineInner<D> {
+    db: D,
+    runtime: Runtime,
+    tables: RwLock<FxHashMap<TypeId, Box<dyn ErasedTable>>>,
+    waits: WaitGraph,
+    /// Diagnostics emitted outside any query (from `Engine::run`).
+    top_diagnostics: Mutex<Vec<Diagnostic>>,
+}
+
+/// A query engine: memo tables for every query type used with it, the
+/// wait-for graph, the user data `D` (reached as [`Cx::db`]) and the
+/// runtime that runs it.
+///
+/// ```
+/// use weft_queries::{Cx, Engine, Query};
+/// use weft_runtime::{Mode, Runtime};
+///
+/// struct Fib;
+/// impl Query for Fib {
+///     type Db = ();
+///     type Key = u64;
+///     type Value = u64;
+///     const NAME: &'static str = "fib";
+///     fn compute(cx: &Cx<'_, ()>, n: &u64) -> u64 {
+///         if *n < 2 { *n } else { cx.get::<Fib>(n - 1) + cx.get::<Fib>(n - 2) }
+///     }
+/// }
+///
+/// for mode in [Mode::Threads, Mode::Serial] {
+///     let rt = Runtime::builder().mode(mode).threads(2).build().unwrap();
+///     let engine = Engine::new(rt, ());
+///     assert_eq!(engine.get::<Fib>(80), Ok(23_416_728_348_467_685));
+/// }
+/// ```
+pub struct Engine<D> {
+    inner: Arc<EngineInner<D>>,
+}
+
+impl<D> Clone for Engine<D> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<D: Send + Sync + 'static> Engine<D> {
+    /// An engine with empty memo tables, running on `runtime`.
+    pub fn new(runtime: Runtime, db: D) -> Engine<D> {
+        Engine {
+            inner: Arc::new(EngineInner {
+                db,
+                runtime,
+                tables: RwLock::new(FxHashMap::default()),
+                waits: WaitGraph::default(),
+                top_diagnostics: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The user data.
+    pub fn db(&self) -> &D {
+        &self.inner.db
+    }
+
+    /// The runtime this engine runs on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Runs `Q(key)` on the runtime and returns its result (blocking the
+    /// calling thread). Memoized: a second call is a cache hit.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::Cycle`] for a cycle without recovery,
+    /// [`QueryError::Panicked`] if `Q` or a query it needed panicked.
+    pub fn get<Q: Query<Db = D>>(&self, key: Q::Key) -> Result<Q::Value, QueryError> {
+        self.run(move |cx| cx.try_get::<Q>(key))
+    }
+
+    /// Runs `f` with a context on the runtime (`block_on`) and returns its
+    /// result. Inside, use [`Cx::try_get`] (or `get`, whose error unwinds
+    /// out of `run` as a panic).
+    pub fn run<R: Send>(&self, f: impl FnOnce(&Cx<'_, D>) -> R + Send) -> R {
+        let cx = Cx {
+            engine: &*self.inner,
+            _not_send_static: PhantomData,
+        };
+        self.inner.runtime.block_on(move || f(&cx))
+    }
+
+    /// Every diagnostic emitted by every executed query, in a deterministic
+    /// order: by query name, then the `Debug` form of the key, then the
+    /// diagnostic's own order (file, line, column, severity, message).
+    /// Diagnostics emitted outside any query come first, sorted.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        let mut all = Vec::new();
+        for table in self.inner.tables.read().values() {
+            table.collect_diagnostics(&mut all);
+        }
+        all.sort();
+        let mut out = self.inner.top_diagnostics.lock().clone();
+        out.sort();
+        out.extend(all.into_iter().map(|(_, _, d)| d));
+        out
+    }
+}
+
+impl<D: Send + Sync + 'static> EngineInner<D> {
+    fn table<Q: Query<Db = D>>(&self) -> &MemoTable<Q::Key, Q::Value> {
+        let id = TypeId::of::<Q>();
+        let ptr: *const Table<Q> = {
+            let tables = self.tables.read();
+            match tables.get(&id) {
+                Some(t) => t.as_any().downcast_ref::<Table<Q>>().expect("table type"),
+                None => {
+                    drop(tables);
+                    let mut tables = self.tables.write();
+                    let t = tables
+                        .entry(id)
+                        .or_insert_with(|| Box::new(Table::<Q>(MemoTable::new())));
+                    t.as_any().downcast_ref::<Table<Q>>().expect("table type")
+                }
+            }
+        };
+        // SAFETY: tables are boxed and never removed or replaced while the
+        // engine lives (entries are only inserted), so the box's heap
+        // address stays valid for `&self`'s lifetime after the lock guard
+        // is dropped.
+        unsafe { &(*ptr).0 }
+    }
+}
+
+/// The query context: what a provider uses to read other queries, emit
+/// diagnostics and reach the user data. `Copy`; it can be moved into tasks
+/// forked with `join`/`par_for_each`/`scope` inside a provider.
+pub struct Cx<'a, D> {
+    engine: &'a EngineInner<D>,
+    _not_send_static: PhantomData<&'a ()>,
+}
+
+impl<D> Clone for Cx<'_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D> Copy for Cx<'_, D> {}
+
+impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
+    /// The user data.
+    pub fn db(&self) -> &'a D {
+        &self.engine.db
+    }
+
+    /// The runtime's mode.
+    pub fn mode(&self) -> Mode {
+        self.engine.runtime.mode()
+    }
+
+    /// The value of `Q(key)`: a cache hit, a computation on this stack, or a
+    /// wait for another worker's computation (see the module doc).
+    ///
+    /// # Panics
+    ///
+    /// Unwinds when `Q(key)` failed (a cycle without recovery, or a panic);
+    /// the engine turns that into the same error for the calling query. Use
+    /// [`Cx::try_get`] to handle the error instead.
+    pub fn get<Q: Query<Db = D>>(&self, key: Q::Key) -> Q::Value {
+        match self.try_get::<Q>(key) {
+            Ok(v) => v,
+            Err(e) => panic::resume_unwind(Box::new(ErrorUnwind(e))),
+        }
+    }
+
+    /// The result of `Q(key)`, errors included (see [`Cx::get`]).
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::Cycle`] when `Q(key)` is part of, or depends on, a
+    /// cycle without recovery; [`QueryError::Panicked`] when its provider or
+    /// one it depends on panicked.
+    pub fn try_get<Q: Query<Db = D>>(&self, key: Q::Key) -> Result<Q::Value, QueryError> {
+        let table = self.engine.table::<Q>();
+        let mut new_job = None;
+        let claim = table.claim(&key, || {
+            let job = Job::new(Q::NAME, Box::new(key.clone()), job::current_job());
+            new_job = Some(job.clone());
+            job
+        });
+        match claim {
+            // RECORD: cache hit of `Q(key)`, computed by job `_by`.
+            Claim::Hit(result, _by) => result,
+            Claim::Claimed { latch } => {
+                let job = new_job.expect("claimed without a job");
+                let result = self.execute::<Q>(table, &key, &job);
+                latch.set();
+                match result {
+                    Ok(r) => r,
+                    Err(payload) => panic::resume_unwind(payload),
+                }
+            }
+            Claim::Running { owner, latch } => self.wait::<Q>(table, &key, &owner, &latch),
+        }
+    }
+
+    /// Runs the provider of a claimed key in `job` and publishes the result.
+    /// Returns the result for the caller, or a payload to keep unwinding
+    /// with (a cycle being broken, when this job is not an entry).
+    fn execute<Q: Query<Db = D>>(
+        &self,
+        table: &MemoTable<Q::Key, Q::Value>,
+        key: &Q::Key,
+        job: &Arc<Job>,
+    ) -> Result<Result<Q::Value, QueryError>, Box<dyn Any + Send>> {
+        // RECORD: execution of `Q(key)` starts (job.id, parent job).
+        let outcome = {
+            let _ctx = job::enter(job);
+            let _activity = weft_runtime::set_current_activity(Q::NAME);
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                weft_runtime::ensure_sufficient_stack(|| Q::compute(self, key))
+            }))
+        };
+        // RECORD: execution of `Q(key)` ends.
+        let (result, rethrow) = match outcome {
+            Ok(v) => (Ok(v), None),
+            Err(payload) => match payload.downcast::<CycleUnwindPayload>() {
+                Ok(cycle) => {
+                    let recovered = panic::catch_unwind(AssertUnwindSafe(|| Q::recover(self, &cycle.0.cycle, key)));
+                    let result = match recovered {
+                        Ok(Some(v)) => Ok(v),
+                        Ok(None) => Err(QueryError::Cycle(cycle.0.cycle.clone())),
+                        Err(p) => Err(panicked::<Q>(key, &*p)),
+                    };
+                    let entry = cycle.0.entries.contains(&job.id);
+                    (result, (!entry).then_some(cycle as Box<dyn Any + Send>))
+                }
+                Err(payload) => match payload.downcast::<ErrorUnwind>() {
+                    Ok(e) => (Err(e.0), None),
+                    Err(payload) => (Err(panicked::<Q>(key, &*payload)), None),
+                },
+            },
+        };
+        let diagnostics = std::mem::take(&mut *job.diagnostics.lock());
+        table.publish(
+            key,
+            Memo {
+                result: result.clone(),
+                diagnostics,
+                job: job.id,
+            },
+        );
+        match rethrow {
+            Some(p) => Err(p),
+            None => Ok(result),
+        }
+    }
+
+    /// Waits for `Q(key)`, in progress in `owner`, after the cycle check.
+    fn wait<Q: Query<Db = D>>(
+        &self,
+        table: &MemoTable<Q::Key, Q::Value>,
+        key: &Q::Key,
+        owner: &Arc<Job>,
+        latch: &weft_runtime::Latch,
+    ) -> Result<Q::Value, QueryError> {
+        let waiter = match job::current_job() {
+            Some(leaf) => match self.engine.waits.register(&leaf, owner) {
+                Registered::Cycle(unwind) => panic::resume_unwind(Box::new(CycleUnwindPayload(unwind))),
+                Registered::Waiting(id) => Some(id),
+            },
+            // Top level: nobody can be waiting on us, so no cycle.
+            None => None,
+        };
+        if self.mode() == Mode::Serial && !latch.probe() {
+            // In serial mode everything in progress is on this stack, so an
+            // in-progress key is always a cycle, found above.
+            panic!("weft: internal error: serial mode would wait on {}({key:?})", Q::NAME);
+        }
+        // RECORD: wait on job `owner.id` starts.
+        latch.wait();
+        // RECORD: wait ends.
+        if let Some(id) = waiter {
+            if let Some(unwind) = self.engine.waits.unregister(id) {
+                panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)));
+            }
+        }
+        match table.finished(key) {
+            Some((result, _by)) => result,
+            None => panic!("weft: internal error: {}({key:?}) woke without a result", Q::NAME),
+        }
+    }
+
+    /// Buffers a diagnostic with the current query; it is handed back by
+    /// [`Engine::diagnostics`] once, however often the query is read.
+    pub fn emit(&self, diagnostic: Diagnostic) {
+        match job::current_job() {
+            Some(job) => job.diagnostics.lock().push(diagnostic),
+            None => self.engine.top_diagnostics.lock().push(diagnostic),
+        }
+    }
+}
+
+fn panicked<Q: Query>(key: &Q::Key, payload: &(dyn Any + Send)) -> QueryError {
+    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    QueryError::Panicked {
+        query: Q::NAME,
+        key: format!("{key:?}"),
+        message,
+    }
+}

@@ -1,0 +1,45 @@
+//! Weft's query engine: memoized, parallel queries with eager cycle
+//! detection, deterministic errors and buffered diagnostics, on the
+//! `weft-runtime` worker pool (fibers, threads or serial).
+//!
+//! Modules, one protocol each:
+//! - `query`: the [`Query`] trait;
+//! - `memo`: sharded memo tables and the claim protocol;
+//! - `job`: job records, parents across forks;
+//! - `cycle`: the wait-for graph, eager detection, canonical [`Cycle`]s;
+//! - `engine`: [`Engine`] and [`Cx`]: claim, compute, publish, wait;
+//! - `diagnostic`: [`Diagnostic`]s buffered per query.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod cycle;
+mod diagnostic;
+mod engine;
+mod job;
+mod memo;
+mod query;
+
+pub use cycle::{Cycle, CycleFrame};
+pub use diagnostic::{Diagnostic, Severity};
+pub use engine::{Cx, Engine};
+pub use query::Query;
+
+/// Why a query has no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The query is part of, or depends on, a dependency cycle whose query
+    /// has no [`Query::recover`] value.
+    #[error("cycle detected: {0}")]
+    Cycle(Cycle),
+    /// The query's provider, or one it depends on, panicked. Names the query
+    /// whose provider panicked.
+    #[error("query `{query}({key})` panicked: {message}")]
+    Panicked {
+        /// [`Query::NAME`] of the provider that panicked.
+        query: &'static str,
+        /// `Debug` form of its key.
+        key: String,
+        /// The panic message (`"non-string panic payload"` if it had none).
+        message: String,
+    },
+}

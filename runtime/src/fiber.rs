@@ -1,0 +1,179 @@
+//! Tasks on `corosensei` coroutines (fibers mode).
+//!
+//! Every task a worker starts gets its own fiber, on a stack from the pool
+//! (`stack.rs`), so that a task that waits can suspend and free its worker.
+//! A fiber that finishes gives its stack back for reuse (~20 ns instead of a
+//! fresh `mmap` of ~10 µs).
+//!
+//! # Suspend and resume
+//!
+//! A fiber waits on a [`Latch`] by storing the latch in the worker-local
+//! `PENDING` cell and switching back to its worker ([`suspend_current`]).
+//! The worker, now on its own stack, files the fiber in its [`FiberSet`]
+//! and only then registers it with the latch (`Latch::register_fiber`). So
+//! a waker never sees a fiber that is still running (see `latch.rs`). A set
+//! latch pushes the fiber's slot index into the home worker's mailbox; only
+//! the home worker pops it and resumes the fiber: fibers never migrate.
+//!
+//! The task context (`context.rs`) and the current-yielder pointer are
+//! thread-locals; a fiber saves them before it switches away and restores
+//! them when it is resumed, so other fibers on the same worker see their own.
+//!
+//! # Panics
+//!
+//! Task closures catch their own panics, so nothing unwinds across a switch.
+//! A fiber never suspends while its thread is unwinding: std's panic count
+//! is per thread, and another fiber resumed on the thread would observe
+//! `std::thread::panicking()`. Such a wait blocks the thread instead.
+
+use std::cell::{Cell, RefCell};
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::context::replace_context;
+use crate::latch::{FiberWaiter, Latch};
+use crate::registry::{AbortOnUnwind, Task, WorkerThread};
+use crate::stack::{FiberStack, FiberStackState, StackBoundsGuard};
+
+type Fiber = Coroutine<(), (), (), FiberStack>;
+
+thread_local! {
+    /// The yielder of the fiber running on this thread; null on the worker's
+    /// own stack.
+    static YIELDER: Cell<*const Yielder<(), ()>> = const { Cell::new(std::ptr::null()) };
+    /// The latch a fiber is about to wait on, handed to the worker across the
+    /// switch.
+    static PENDING: RefCell<Option<Latch>> = const { RefCell::new(None) };
+}
+
+/// A suspended fiber and the bounds (and activity label) of its stack.
+struct Parked {
+    fiber: Fiber,
+    state: FiberStackState,
+}
+
+/// The suspended fibers of one worker, by slot index. Touched only by the
+/// worker's main loop (never from inside a fiber), so the `RefCell` borrows
+/// never overlap a switch.
+pub(crate) struct FiberSet {
+    slots: RefCell<Vec<Option<Parked>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+impl FiberSet {
+    pub(crate) fn new() -> FiberSet {
+        FiberSet {
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Number of suspended fibers.
+    #[allow(dead_code)]
+    pub(crate) fn parked(&self) -> usize {
+        self.slots.borrow().len() - self.free.borrow().len()
+    }
+
+    /// Starts `task` on a new fiber and runs it until it finishes or waits.
+    pub(crate) fn start(&self, worker: &WorkerThread, task: Task) {
+        let stack = match worker.registry.stacks.take() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("weft: cannot allocate a fiber stack: {e}");
+                std::process::abort();
+            }
+        };
+        let state = FiberStackState::new(&stack);
+        let fiber = Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
+            YIELDER.with(|y| y.set(yielder));
+            task.run();
+            YIELDER.with(|y| y.set(std::ptr::null()));
+        });
+        self.run(worker, Parked { fiber, state });
+    }
+
+    /// Resumes the parked fiber in `slot` (popped from the mailbox).
+    pub(crate) fn resume(&self, worker: &WorkerThread, slot: usize) {
+        let parked = self.slots.borrow_mut()[slot]
+            .take()
+            .expect("weft: mailbox named an empty fiber slot");
+        self.free.borrow_mut().push(slot);
+        self.run(worker, parked);
+    }
+
+    fn run(&self, worker: &WorkerThread, mut parked: Parked) {
+        let result = {
+            let _bounds = StackBoundsGuard::enter_fiber(&mut parked.state);
+            parked.fiber.resume(())
+        };
+        match result {
+            CoroutineResult::Yield(()) => {
+                let latch = PENDING
+                    .with(|p| p.borrow_mut().take())
+                    .expect("weft: fiber suspended without a latch");
+                let slot = self.insert(parked);
+                let waiter = FiberWaiter {
+                    registry: worker.registry.clone(),
+                    worker: worker.index,
+                    fiber: slot,
+                };
+                if !latch.register_fiber(waiter) {
+                    // Set between the fiber's check and now: runnable at once.
+                    worker.registry.wake_fiber(worker.index, slot);
+                }
+            }
+            CoroutineResult::Return(()) => {
+                worker.registry.stacks.give_back(parked.fiber.into_stack());
+            }
+        }
+    }
+
+    fn insert(&self, parked: Parked) -> usize {
+        let mut slots = self.slots.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = Some(parked);
+                i
+            }
+            None => {
+                slots.push(Some(parked));
+                slots.len() - 1
+            }
+        }
+    }
+
+    /// At worker exit: drops fibers that are still suspended. Dropping a
+    /// suspended coroutine unwinds its stack (running destructors), then the
+    /// stacks go back to the pool.
+    pub(crate) fn shutdown(&self, worker: &WorkerThread) {
+        let parked: Vec<Parked> = self.slots.borrow_mut().drain(..).flatten().collect();
+        self.free.borrow_mut().clear();
+        for mut p in parked {
+            let _bounds = StackBoundsGuard::enter_fiber(&mut p.state);
+            p.fiber.force_unwind();
+            worker.registry.stacks.give_back(p.fiber.into_stack());
+        }
+    }
+}
+
+/// Suspends the running fiber until `latch` is set. Returns `false` without
+/// doing anything when not on a fiber or while the thread is unwinding.
+pub(crate) fn suspend_current(latch: &Latch) -> bool {
+    let yielder = YIELDER.with(Cell::get);
+    if yielder.is_null() || std::thread::panicking() {
+        return false;
+    }
+    PENDING.with(|p| *p.borrow_mut() = Some(latch.clone()));
+    YIELDER.with(|y| y.set(std::ptr::null()));
+    let ctx = replace_context(None);
+    let guard = AbortOnUnwind("a fiber switch unwound");
+    // SAFETY: `yielder` was set by this fiber's own coroutine body (in
+    // `FiberSet::start`) from the `&Yielder` corosensei passed it, and this
+    // code runs inside that same coroutine (YIELDER is reset to null
+    // whenever control is on the worker's stack), so the yielder is alive.
+    unsafe { &*yielder }.suspend(());
+    std::mem::forget(guard);
+    replace_context(ctx);
+    YIELDER.with(|y| y.set(yielder));
+    true
+}

@@ -1,0 +1,589 @@
+//! The fixed worker set: worker threads, their deques, the injector, the
+//! worker main loop and [`Runtime::block_on`].
+//!
+//! # Structure (as rayon-core's `registry.rs`)
+//!
+//! A [`Registry`] owns one `crossbeam_deque::Worker` per worker thread (held
+//! by that thread), the matching `Stealer`s, a global `Injector` for tasks
+//! from outside the pool, one mailbox per worker for fibers made runnable by
+//! a latch, the sleep state and the jobserver tokens.
+//!
+//! # The main loop
+//!
+//! A worker repeats, in this order:
+//! 1. (fibers) resume a fiber from its mailbox: finishing started work first
+//!    frees stacks and unblocks waiters;
+//! 2. pop its own deque (LIFO), then the injector, then steal (FIFO) from the
+//!    other workers, starting at a pseudo-random victim;
+//! 3. otherwise hand its jobserver token back and park (see `sleep.rs`).
+//!
+//! Stealing happens only here, in the main loop of a worker with nothing to
+//! run. A task that waits never steals: in fibers mode it suspends and the
+//! worker comes back here; in threads mode it blocks its thread (rust#118205
+//! and rayon#592 show what running stolen work on a waiter's stack costs).
+//!
+//! A suspended fiber is resumed only by the worker that started it (its
+//! *home* worker): `corosensei::Coroutine` is `!Send`, and LLVM may cache a
+//! thread-local's address across a suspend (llvm#98479).
+
+use std::cell::Cell;
+use std::num::NonZeroUsize;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use crate::context::{current_context, ContextGuard, TaskContext};
+use crate::jobserver::{Jobserver, Tokens};
+use crate::latch::Latch;
+use crate::sleep::Sleep;
+use crate::Mode;
+
+/// A unit of work: a closure and the context of the code that spawned it.
+pub(crate) struct Task {
+    func: Box<dyn FnOnce() + Send + 'static>,
+    ctx: TaskContext,
+}
+
+impl Task {
+    /// Wraps a closure that must not unwind (callers catch panics inside it).
+    pub(crate) fn new(func: Box<dyn FnOnce() + Send + 'static>) -> Task {
+        Task {
+            func,
+            ctx: current_context(),
+        }
+    }
+
+    /// Runs the task with its spawner's context. A panic escaping the task
+    /// is an internal invariant violation: it aborts instead of unwinding
+    /// through the scheduler (as rayon's `AbortIfPanic`).
+    pub(crate) fn run(self) {
+        let _ctx = ContextGuard::enter(self.ctx);
+        let guard = AbortOnUnwind("a task unwound into the scheduler");
+        (self.func)();
+        std::mem::forget(guard);
+    }
+}
+
+/// Aborts the process if dropped during unwinding.
+pub(crate) struct AbortOnUnwind(pub(crate) &'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("weft: internal error: {}; aborting", self.0);
+        std::process::abort();
+    }
+}
+
+/// Erases the lifetime of a boxed task closure.
+///
+/// # Safety
+///
+/// The caller must not return (or unwind) past `'a` before the closure has
+/// run to completion and been dropped, e.g. by waiting on a latch that the
+/// closure sets as its last action.
+pub(crate) unsafe fn erase_lifetime<'a>(
+    f: Box<dyn FnOnce() + Send + 'a>,
+) -> Box<dyn FnOnce() + Send + 'static> {
+    // SAFETY: same layout (only the lifetime differs); the caller keeps every
+    // borrow alive until the closure is done, per this function's contract.
+    unsafe { std::mem::transmute(f) }
+}
+
+/// The shared state of a worker pool.
+pub(crate) struct Registry {
+    mode: Mode,
+    injector: Injector<Task>,
+    stealers: Box<[Stealer<Task>]>,
+    mailboxes: Box<[CachePadded<SegQueue<usize>>]>,
+    pub(crate) sleep: Sleep,
+    pub(crate) tokens: Tokens,
+    #[cfg(feature = "fibers")]
+    pub(crate) stacks: crate::stack::StackPool,
+}
+
+impl Registry {
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub(crate) fn num_threads(&self) -> usize {
+        self.stealers.len()
+    }
+
+    /// Pushes a task from outside the pool (or from another pool).
+    pub(crate) fn inject(&self, task: Task) {
+        self.injector.push(task);
+        self.sleep.notify_new_work();
+    }
+
+    /// Makes a parked fiber runnable on its home worker.
+    pub(crate) fn wake_fiber(&self, worker: usize, fiber: usize) {
+        self.mailboxes[worker].push(fiber);
+        self.sleep.notify_worker(worker);
+    }
+
+    /// Whether worker `w` could find something to do (for `Sleep::park`).
+    fn has_work(&self, w: usize, local: &Worker<Task>) -> bool {
+        !self.mailboxes[w].is_empty()
+            || !local.is_empty()
+            || !self.injector.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+    }
+}
+
+/// The state a worker thread keeps for itself. Lives on the worker's own
+/// stack for the whole life of the thread; reached through `WORKER`.
+pub(crate) struct WorkerThread {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) index: usize,
+    deque: Worker<Task>,
+    rng: Cell<u64>,
+    #[cfg(feature = "fibers")]
+    pub(crate) fibers: crate::fiber::FiberSet,
+}
+
+thread_local! {
+    static WORKER: Cell<*const WorkerThread> = const { Cell::new(std::ptr::null()) };
+    /// Depth of serial-mode `block_on` calls on this thread.
+    static SERIAL: Cell<usize> = const { Cell::new(0) };
+}
+
+impl WorkerThread {
+    /// The worker running on this thread, if any.
+    #[inline]
+    pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerThread>) -> R) -> R {
+        let ptr = WORKER.with(Cell::get);
+        // SAFETY: `WORKER` is set only by `worker_main` to a `WorkerThread`
+        // that lives on this thread's stack until `worker_main` returns, and
+        // is reset to null before that; every fiber of this worker runs on
+        // this thread strictly inside that interval.
+        f(unsafe { ptr.as_ref() })
+    }
+
+    /// Pushes a task on this worker's deque and wakes an idle worker.
+    pub(crate) fn push(&self, task: Task) {
+        self.deque.push(task);
+        self.registry.sleep.notify_new_work();
+    }
+
+    fn find_task(&self) -> Option<Task> {
+        if let Some(t) = self.deque.pop() {
+            return Some(t);
+        }
+        loop {
+            match self.registry.injector.steal_batch_and_pop(&self.deque) {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => break,
+                Steal::Retry => continue,
+            }
+        }
+        let n = self.registry.stealers.len();
+        if n <= 1 {
+            return None;
+        }
+        // xorshift: a cheap pseudo-random first victim spreads the steals.
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        let start = (x as usize) % n;
+        loop {
+            let mut retry = false;
+            for k in 0..n {
+                let victim = (start + k) % n;
+                if victim == self.index {
+                    continue;
+                }
+                match self.registry.stealers[victim].steal() {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Empty => {}
+                    Steal::Retry => retry = true,
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    fn main_loop(&self) {
+        let reg = &*self.registry;
+        loop {
+            #[cfg(feature = "fibers")]
+            if let Some(fiber) = reg.mailboxes[self.index].pop() {
+                reg.tokens.acquire(self.index);
+                self.fibers.resume(self, fiber);
+                continue;
+            }
+            if let Some(task) = self.find_task() {
+                reg.tokens.acquire(self.index);
+                self.run_task(task);
+                continue;
+            }
+            if reg.sleep.terminating() {
+                break;
+            }
+            reg.tokens.release(self.index);
+            reg.sleep
+                .park(self.index, || reg.has_work(self.index, &self.deque));
+        }
+        reg.tokens.release(self.index);
+    }
+
+    fn run_task(&self, task: Task) {
+        match self.registry.mode {
+            #[cfg(feature = "fibers")]
+            Mode::Fibers => self.fibers.start(self, task),
+            _ => task.run(),
+        }
+    }
+}
+
+fn worker_main(registry: Arc<Registry>, index: usize, deque: Worker<Task>) {
+    #[cfg(feature = "fibers")]
+    let _alt = crate::stack::install_alt_stack_for_thread();
+    #[cfg(feature = "fibers")]
+    crate::stack::set_worker_index_for_signal(index);
+    let worker = WorkerThread {
+        registry,
+        index,
+        deque,
+        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+        #[cfg(feature = "fibers")]
+        fibers: crate::fiber::FiberSet::new(),
+    };
+    WORKER.with(|w| w.set(&worker));
+    worker.main_loop();
+    #[cfg(feature = "fibers")]
+    worker.fibers.shutdown(&worker);
+    WORKER.with(|w| w.set(std::ptr::null()));
+}
+
+/// Suspends the current fiber until `latch` is set. Returns `false` (and
+/// does nothing) when not on a fiber, or while the thread is unwinding.
+pub(crate) fn suspend_current_fiber(latch: &Latch) -> bool {
+    #[cfg(feature = "fibers")]
+    {
+        crate::fiber::suspend_current(latch)
+    }
+    #[cfg(not(feature = "fibers"))]
+    {
+        let _ = latch;
+        false
+    }
+}
+
+/// Runs `block` (a blocking wait) on this thread. A worker hands its
+/// jobserver token back while blocked and takes one again afterwards.
+pub(crate) fn block_current_thread(block: impl FnOnce()) {
+    let worker = WorkerThread::with_current(|w| w.map(|w| (w.registry.clone(), w.index)));
+    match worker {
+        Some((reg, index)) => {
+            reg.tokens.release(index);
+            block();
+            reg.tokens.acquire(index);
+        }
+        None => block(),
+    }
+}
+
+/// The index of the worker running the current code: `Some(i)` on worker `i`
+/// of a pool, `Some(0)` inside a serial-mode [`Runtime::block_on`], `None`
+/// elsewhere.
+pub fn current_worker_index() -> Option<usize> {
+    WorkerThread::with_current(|w| w.map(|w| w.index))
+        .or_else(|| (SERIAL.with(Cell::get) > 0).then_some(0))
+}
+
+/// The mode of the runtime running the current code, if any.
+pub fn current_mode() -> Option<Mode> {
+    WorkerThread::with_current(|w| w.map(|w| w.registry.mode))
+        .or_else(|| (SERIAL.with(Cell::get) > 0).then_some(Mode::Serial))
+}
+
+/// The error of [`Builder::build`].
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Fibers mode was asked for, but this build has no `fibers` feature.
+    #[error("fibers mode is not available: weft-runtime was built without the `fibers` feature (use --mode threads or serial)")]
+    FibersUnavailable,
+    /// Zero worker threads were asked for.
+    #[error("a runtime needs at least one worker thread")]
+    NoThreads,
+    /// The OS refused to start a worker thread.
+    #[error("could not start worker thread {index}: {source}")]
+    Spawn {
+        /// Which worker.
+        index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Configures a [`Runtime`]: `Runtime::builder().mode(..).threads(n).build()?`.
+#[derive(Debug)]
+pub struct Builder {
+    mode: Mode,
+    threads: Option<usize>,
+    stack_size: usize,
+    jobserver: Jobserver,
+}
+
+/// Default fiber stack size: 1 MiB, reserved and committed lazily by the
+/// OS; deeper recursion continues on fresh segments through
+/// [`ensure_sufficient_stack`](crate::ensure_sufficient_stack).
+pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
+
+/// Stack size of worker OS threads in threads mode, where tasks run on the
+/// worker's own stack: 16 MiB reserved (committed lazily).
+const THREAD_STACK_SIZE: usize = 16 << 20;
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            mode: Mode::default_for_platform(),
+            threads: None,
+            stack_size: DEFAULT_STACK_SIZE,
+            jobserver: Jobserver::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// The execution mode (default [`Mode::default_for_platform`]).
+    pub fn mode(mut self, mode: Mode) -> Builder {
+        self.mode = mode;
+        self
+    }
+
+    /// Number of worker threads (default `std::thread::available_parallelism()`).
+    /// Ignored in serial mode, which runs on the caller's thread.
+    pub fn threads(mut self, n: usize) -> Builder {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Size of each fiber stack in bytes (default [`DEFAULT_STACK_SIZE`]),
+    /// rounded up to whole pages by the stack pool.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Where jobserver tokens come from (default [`Jobserver::FromEnv`]).
+    pub fn jobserver(mut self, jobserver: Jobserver) -> Builder {
+        self.jobserver = jobserver;
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::FibersUnavailable`] for fibers mode without the `fibers`
+    /// feature, [`BuildError::NoThreads`] for `threads(0)`, and
+    /// [`BuildError::Spawn`] when the OS refuses a thread.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let threads = match self.threads {
+            Some(0) => return Err(BuildError::NoThreads),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
+        if self.mode == Mode::Fibers && !Mode::fibers_available() {
+            return Err(BuildError::FibersUnavailable);
+        }
+        if self.mode == Mode::Serial {
+            return Ok(Runtime {
+                inner: Arc::new(RuntimeInner {
+                    mode: Mode::Serial,
+                    registry: None,
+                    handles: Mutex::new(Vec::new()),
+                }),
+            });
+        }
+        #[cfg(feature = "fibers")]
+        crate::stack::install_overflow_handler();
+        let deques: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_lifo()).collect();
+        let registry = Arc::new(Registry {
+            mode: self.mode,
+            injector: Injector::new(),
+            stealers: deques.iter().map(Worker::stealer).collect(),
+            mailboxes: (0..threads).map(|_| CachePadded::default()).collect(),
+            sleep: Sleep::new(threads),
+            tokens: Tokens::new(self.jobserver, threads),
+            #[cfg(feature = "fibers")]
+            stacks: crate::stack::StackPool::new(self.stack_size),
+        });
+        let thread_stack = match self.mode {
+            Mode::Threads => THREAD_STACK_SIZE.max(self.stack_size),
+            _ => 2 << 20,
+        };
+        let mut handles = Vec::with_capacity(threads);
+        for (index, deque) in deques.into_iter().enumerate() {
+            let reg = registry.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weft-worker-{index}"))
+                .stack_size(thread_stack)
+                .spawn(move || worker_main(reg, index, deque));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    registry.sleep.terminate();
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(BuildError::Spawn { index, source });
+                }
+            }
+        }
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                mode: self.mode,
+                registry: Some(registry),
+                handles: Mutex::new(handles),
+            }),
+        })
+    }
+}
+
+/// A fixed set of worker threads running tasks in one [`Mode`].
+///
+/// Cheap to clone (an `Arc`); the workers stop and are joined when the last
+/// clone is dropped. Build one with [`Runtime::builder`].
+///
+/// ```
+/// use weft_runtime::{Mode, Runtime};
+/// let rt = Runtime::builder().mode(Mode::Threads).threads(2).build().unwrap();
+/// let (a, b) = rt.block_on(|| weft_runtime::join(|| 1 + 1, || 2 + 2));
+/// assert_eq!((a, b), (2, 4));
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    mode: Mode,
+    registry: Option<Arc<Registry>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        if let Some(reg) = &self.registry {
+            reg.sleep.terminate();
+        }
+        let current = std::thread::current().id();
+        for h in self.handles.get_mut().drain(..) {
+            // A runtime dropped from one of its own workers cannot join that
+            // worker; it exits on its own once it sees `terminate`.
+            if h.thread().id() != current {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("mode", &self.inner.mode)
+            .field("threads", &self.num_threads())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults: platform mode, one worker per core,
+    /// 1 MiB fiber stacks, jobserver from the environment.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The mode this runtime runs in.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// Number of worker threads; 1 in serial mode (the caller's thread).
+    pub fn num_threads(&self) -> usize {
+        self.inner.registry.as_ref().map_or(1, |r| r.num_threads())
+    }
+
+    /// Busy intervals recorded by the jobserver gate as
+    /// `(worker, start_ns, end_ns)` on the process-wide monotonic clock, when
+    /// enabled with [`Runtime::enable_busy_log`]; empty otherwise and in
+    /// serial mode.
+    pub fn busy_log(&self) -> Vec<(usize, u64, u64)> {
+        self.inner
+            .registry
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.tokens.busy_intervals())
+    }
+
+    /// Starts recording busy intervals (see [`Runtime::busy_log`]).
+    pub fn enable_busy_log(&self) {
+        if let Some(r) = &self.inner.registry {
+            r.tokens.enable_busy_log();
+        }
+    }
+
+    /// Runs `f` on a worker (fibers, threads) or inline (serial) and blocks
+    /// the calling thread until it returns. Called from a worker of this same
+    /// runtime, `f` runs inline.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` is resumed on the caller.
+    pub fn block_on<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let Some(reg) = &self.inner.registry else {
+            SERIAL.with(|s| s.set(s.get() + 1));
+            struct Leave;
+            impl Drop for Leave {
+                fn drop(&mut self) {
+                    SERIAL.with(|s| s.set(s.get() - 1));
+                }
+            }
+            let _leave = Leave;
+            return f();
+        };
+        let on_this_pool = WorkerThread::with_current(|w| w.is_some_and(|w| Arc::ptr_eq(&w.registry, reg)));
+        if on_this_pool {
+            return f();
+        }
+        let latch = Latch::new();
+        let result: Arc<Mutex<Option<std::thread::Result<R>>>> = Arc::new(Mutex::new(None));
+        let task = {
+            let latch = latch.clone();
+            let result = result.clone();
+            let func: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
+                let r = panic::catch_unwind(AssertUnwindSafe(f));
+                *result.lock() = Some(r);
+                latch.set();
+            });
+            // SAFETY: we wait on `latch` below before returning, and the
+            // closure sets it as its very last action; unwinding is caught
+            // inside the closure, so it always reaches `set`.
+            Task::new(unsafe { erase_lifetime(func) })
+        };
+        reg.inject(task);
+        latch.wait();
+        let r = result.lock().take().expect("block_on: task finished without a result");
+        match r {
+            Ok(v) => v,
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// The registry, `None` in serial mode.
+    #[allow(dead_code)]
+    pub(crate) fn registry(&self) -> Option<&Arc<Registry>> {
+        self.inner.registry.as_ref()
+    }
+}
