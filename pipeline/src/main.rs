@@ -1,2 +1,46 @@
-//! weft
-fn main() {}
+//! The `weft` binary: `weft analyze`, `weft synth`, `weft simulate`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use weft_pipeline::analyze::{self, AnalyzeArgs};
+use weft_pipeline::cli::UsageError;
+use weft_pipeline::{simulate, synth};
+
+/// A parallel query engine for compiler front-ends, and its workloads.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Analyze Rust crates (modules, imports, consts, panics) as queries.
+    Analyze(AnalyzeArgs),
+    /// Run a synthetic query graph of a known shape.
+    Synth(synth::SynthArgs),
+    /// Simulate schedules.
+    Simulate(simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Analyze(args) => analyze::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Simulate(args) => simulate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

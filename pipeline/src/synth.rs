@@ -1,7 +1,7 @@
 //! `weft synth`: synthetic query graphs of known shape, for benchmarks and
 //! for tests that check the scheduler from outside.
 //!
-//! Every node of a graph is one query `SynthNode(id)`. A node fetches its
+//! Every node of a graph is one query `synth_node(id)`. A node fetches its
 //! dependencies (in parallel with `par_map` when it has several), spins for
 //! its work on the monotonic clock, and returns a 64-bit value mixed from its
 //! id and its dependencies' values only. The root's value is the checksum
@@ -26,26 +26,30 @@
 //!   zero-work root needs every node that no other node needs.
 //!
 //! stdout: `checksum: 0x…` only. stderr: one summary line per run (wall
-//! time, work `T1`, span `T∞`, the Brent bound `max(T1/P, T∞)`), or a table
-//! with `--compare`. `--busy-log FILE` writes the busy intervals of the
-//! runtime's workers, one `worker start_ns end_ns` line each
-//! (`CLOCK_MONOTONIC` nanoseconds, so files from two processes compare).
+//! time, work `T1`, span `T∞`, the Brent bound `max(T1/P, T∞)` for `P` =
+//! workers), or one line per mode with `--compare`. `--busy-log FILE` writes
+//! the busy intervals of the runtime's workers (as the jobserver gate saw
+//! them), one `worker start_ns end_ns` line each, in `CLOCK_MONOTONIC`
+//! nanoseconds, so files from two processes compare.
 
 use std::fmt;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Args;
 use weft_queries::{Cx, Engine, Query};
 use weft_runtime::{Mode, Runtime};
 
-/// `weft synth` arguments.
-#[derive(Debug, Clone, clap::Args)]
+use crate::cli::RunOpts;
+
+/// Arguments of `weft synth`.
+#[derive(Debug, Clone, Args)]
 pub struct SynthArgs {
-    /// Mode, worker count and jobserver options shared with `weft analyze`.
+    /// Runtime options.
     #[command(flatten)]
-    pub run: crate::cli::RunOpts,
+    pub run: RunOpts,
     /// Graph shape.
     #[arg(long, value_enum)]
     pub shape: Shape,
@@ -53,7 +57,7 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 200)]
     pub nodes: usize,
     /// Work of one node in microseconds, spun on the monotonic clock.
-    #[arg(long = "work-us", default_value_t = 100)]
+    #[arg(long = "work-us", value_name = "U", default_value_t = 100)]
     pub work_us: u64,
     /// Seed of the `layered` and `random` shapes.
     #[arg(long, default_value_t = 1)]
@@ -76,7 +80,8 @@ pub struct SynthArgs {
 pub enum Shape {
     /// A single chain: no parallelism.
     Chain,
-    /// One slow shared query needed by every other task: fibers beat threads.
+    /// One slow shared query that half of the tasks need after their own
+    /// work: fibers beat threads.
     FanIn,
     /// Source, a wide middle, sink.
     Diamond,
@@ -145,7 +150,8 @@ fn mix(mut x: u64) -> u64 {
 }
 
 impl Graph {
-    /// Builds the graph of `shape` with `n` nodes of `work_us` µs each.
+    /// Builds the graph of `shape` with `n` nodes of `work_us` µs each
+    /// (`seed` picks the edges of `layered` and `random`).
     pub fn new(shape: Shape, n: usize, work_us: u64, seed: u64) -> Graph {
         let u = work_us * 1_000;
         let node = |deps: Vec<usize>| Node {
@@ -181,8 +187,7 @@ impl Graph {
                 root = nodes.len();
                 nodes.push(Node {
                     deps: (0..n).collect(),
-                    work_ns: 0,
-                    work_first: false,
+                    ..Node::default()
                 });
             }
             Shape::Diamond => {
@@ -203,7 +208,8 @@ impl Graph {
                             return node(vec![]);
                         }
                         let prev = (layer - 1) * width;
-                        let mut deps = vec![prev + k, prev + (k + 1) % width, prev + rng.below(width)];
+                        let mut deps =
+                            vec![prev + k, prev + (k + 1) % width, prev + rng.below(width)];
                         deps.sort_unstable();
                         deps.dedup();
                         node(deps)
@@ -256,8 +262,8 @@ impl Graph {
 
     /// Span `T∞` in nanoseconds: the heaviest dependency path to the root.
     pub fn span_ns(&self) -> u64 {
-        // Dependencies always have smaller ids except `fan-in`'s Q and the
-        // extra roots, so compute by memoised depth-first search.
+        // `fan-in`'s Q and the added roots have larger ids than the nodes
+        // that need them (or smaller), so use an explicit post-order.
         let mut memo: Vec<Option<u64>> = vec![None; self.nodes.len()];
         let mut stack = vec![(self.root, false)];
         while let Some((i, expanded)) = stack.pop() {
@@ -275,7 +281,7 @@ impl Graph {
         memo[self.root].unwrap_or(0)
     }
 
-    /// Number of nodes, the root included.
+    /// Number of nodes (queries), the root included.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -300,7 +306,7 @@ fn spin(ns: u64) {
     }
 }
 
-/// The query: one node of the synthetic graph; the value is a checksum of
+/// The query: one node of the synthetic graph; its value is a checksum of
 /// the node's id and its dependencies' values.
 struct SynthNode;
 
@@ -342,8 +348,10 @@ struct Outcome {
     mode: Mode,
 }
 
-/// Runs `graph` on `runtime`, optionally recording busy intervals into `busy_log`.
-fn run_once(runtime: Runtime, graph: Graph, busy_log: Option<&PathBuf>) -> anyhow::Result<Outcome> {
+/// Runs `graph` on `runtime`; with `busy_log`, records and writes the busy
+/// intervals. The engine and the runtime are dropped before this returns,
+/// on success and on error alike, so every jobserver token is handed back.
+fn run_once(runtime: Runtime, graph: Graph, busy_log: Option<&Path>) -> anyhow::Result<Outcome> {
     if busy_log.is_some() {
         runtime.enable_busy_log();
     }
@@ -353,14 +361,11 @@ fn run_once(runtime: Runtime, graph: Graph, busy_log: Option<&PathBuf>) -> anyho
     let start = Instant::now();
     let value = engine.get::<SynthNode>(root);
     let wall = start.elapsed();
-    if let Some(path) = busy_log {
-        write_busy_log(path, &runtime.busy_log())?;
-    }
-    // Dropping the engine and the runtime here stops the workers and hands
-    // every jobserver token back, on success and on error alike.
+    let written = busy_log.map(|path| write_busy_log(path, &runtime.busy_log()));
     drop(engine);
     drop(runtime);
     let checksum = value.map_err(|e| anyhow::anyhow!("synth query failed: {e}"))?;
+    written.transpose()?;
     Ok(Outcome {
         checksum,
         wall,
@@ -369,7 +374,7 @@ fn run_once(runtime: Runtime, graph: Graph, busy_log: Option<&PathBuf>) -> anyho
     })
 }
 
-fn write_busy_log(path: &PathBuf, intervals: &[(usize, u64, u64)]) -> anyhow::Result<()> {
+fn write_busy_log(path: &Path, intervals: &[(usize, u64, u64)]) -> anyhow::Result<()> {
     let mut out = String::with_capacity(intervals.len() * 32);
     for &(w, start, end) in intervals {
         out.push_str(&format!("{w} {start} {end}\n"));
@@ -377,12 +382,23 @@ fn write_busy_log(path: &PathBuf, intervals: &[(usize, u64, u64)]) -> anyhow::Re
     std::fs::write(path, out).with_context(|| format!("writing busy log {}", path.display()))
 }
 
+/// Writes one line to stderr in a single `write` (lines of two processes
+/// under make do not interleave).
+fn note(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// Runs `weft synth`: prints the root's checksum on stdout and a summary on stderr.
+/// Runs `weft synth`: prints the root's checksum on stdout and a summary on
+/// stderr.
 pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
+    if args.run.jobserver == crate::cli::JobserverOpt::Auto {
+        // Before any file is opened (the busy log, ...): see `init_from_env`.
+        weft_runtime::Jobserver::init_from_env();
+    }
     let mut graph = Graph::new(args.shape, args.nodes, args.work_us, args.seed);
     graph.panic_at = args.panic_at;
     let (t1, tinf) = (graph.work_ns(), graph.span_ns());
@@ -395,36 +411,37 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             o.workers,
             o.wall.as_secs_f64() * 1e3,
             ms(b),
-            o.wall.as_nanos() as f64 / b as f64,
+            o.wall.as_nanos() as f64 / b.max(1) as f64,
         )
     };
-    eprintln!(
-        "synth: shape {} nodes {} work {} us: T1 {:.2} ms, T∞ {:.2} ms, parallelism {:.2}",
+    note(&format!(
+        "synth: shape {} nodes {} ({} queries) work {} us: T1 {:.2} ms, T∞ {:.2} ms, parallelism {:.2}",
         args.shape,
+        args.nodes,
         graph.len(),
         args.work_us,
         ms(t1),
         ms(tinf),
         t1 as f64 / tinf.max(1) as f64,
-    );
+    ));
     let outcome = if args.compare {
-        let mut rows = Vec::new();
+        let mut rows: Vec<Outcome> = Vec::new();
         for mode in [Mode::Serial, Mode::Threads, Mode::Fibers] {
             let mut opts = args.run.clone();
-            opts.mode = Some(mode);
+            opts.mode = mode;
             let runtime = crate::cli::build_runtime(&opts)?;
             let o = run_once(runtime, graph.clone(), None)?;
-            eprintln!("{}", summary(&o));
+            note(&summary(&o));
+            if o.checksum != rows.first().map_or(o.checksum, |r| r.checksum) {
+                anyhow::bail!("checksum differs in {} mode", o.mode);
+            }
             rows.push(o);
-        }
-        if let Some(o) = rows.iter().find(|o| o.checksum != rows[0].checksum) {
-            anyhow::bail!("checksum differs in {} mode: {:#x} vs {:#x}", o.mode, o.checksum, rows[0].checksum);
         }
         rows[0]
     } else {
         let runtime = crate::cli::build_runtime(&args.run)?;
-        let o = run_once(runtime, graph, args.busy_log.as_ref())?;
-        eprintln!("{}", summary(&o));
+        let o = run_once(runtime, graph, args.busy_log.as_deref())?;
+        note(&summary(&o));
         o
     };
     let mut stdout = std::io::stdout().lock();
@@ -448,7 +465,14 @@ mod tests {
 
     #[test]
     fn shapes_are_dags_with_a_root() {
-        for shape in [Shape::Chain, Shape::FanIn, Shape::Diamond, Shape::Layered, Shape::Random] {
+        let shapes = [
+            Shape::Chain,
+            Shape::FanIn,
+            Shape::Diamond,
+            Shape::Layered,
+            Shape::Random,
+        ];
+        for shape in shapes {
             for n in [1, 2, 3, 10, 97] {
                 let g = Graph::new(shape, n, 1, 7);
                 assert!(g.span_ns() > 0, "{shape} {n}");

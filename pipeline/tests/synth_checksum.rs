@@ -50,8 +50,16 @@ fn weft() -> Command {
 
 fn checksum(shape: &str, mode: &str, jobs: usize) -> String {
     let mut cmd = weft();
-    cmd.args(["synth", "--shape", shape, "--nodes", "64", "--work-us", "20"])
-        .args(["--seed", "3", "--mode", mode, "-j", &jobs.to_string()]);
+    cmd.args([
+        "synth",
+        "--shape",
+        shape,
+        "--nodes",
+        "64",
+        "--work-us",
+        "20",
+    ])
+    .args(["--seed", "3", "--mode", mode, "-j", &jobs.to_string()]);
     let out = run_with_timeout(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -60,7 +68,10 @@ fn checksum(shape: &str, mode: &str, jobs: usize) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.starts_with("checksum: 0x"), "unexpected stdout {stdout:?}");
+    assert!(
+        stdout.starts_with("checksum: 0x"),
+        "unexpected stdout {stdout:?}"
+    );
     stdout
 }
 

@@ -52,7 +52,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at `file:line:col`.
-    pub fn error(file: impl Into<String>, line: u32, col: u32, message: impl Into<String>) -> Diagnostic {
+    pub fn error(
+        file: impl Into<String>,
+        line: u32,
+        col: u32,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             file: file.into(),
             line,
@@ -63,7 +68,12 @@ impl Diagnostic {
     }
 
     /// A warning at `file:line:col`.
-    pub fn warning(file: impl Into<String>, line: u32, col: u32, message: impl Into<String>) -> Diagnostic {
+    pub fn warning(
+        file: impl Into<String>,
+        line: u32,
+        col: u32,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, line, col, message)
@@ -74,6 +84,10 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     /// `file:line:col: severity: message`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.col, self.severity, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.col, self.severity, self.message
+        )
     }
 }

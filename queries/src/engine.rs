@@ -34,6 +34,7 @@ use weft_runtime::{Mode, Runtime};
 use crate::cycle::{CycleUnwind, Registered, WaitGraph};
 use crate::job::{self, Job};
 use crate::memo::{Claim, Memo, MemoTable};
+use crate::profile::{Profile, Recorder};
 use crate::{Diagnostic, Query, QueryError};
 
 /// The unwind payload of a failed `Cx::get` (see the module doc).
@@ -59,7 +60,11 @@ impl<Q: Query> ErasedTable for Table<Q> {
         self.0.for_each_done(|k, memo| {
             if !memo.diagnostics.is_empty() {
                 let key = format!("{k:?}");
-                out.extend(memo.diagnostics.iter().map(|d| (Q::NAME, key.clone(), d.clone())));
+                out.extend(
+                    memo.diagnostics
+                        .iter()
+                        .map(|d| (Q::NAME, key.clone(), d.clone())),
+                );
             }
         });
     }
@@ -72,6 +77,8 @@ struct EngineInner<D> {
     waits: WaitGraph,
     /// Diagnostics emitted outside any query (from `Engine::run`).
     top_diagnostics: Mutex<Vec<Diagnostic>>,
+    /// Profiling (`profile.rs`): off unless `enable_recording` was called.
+    recorder: Recorder,
 }
 
 /// A query engine: memo tables for every query type used with it, the
@@ -121,6 +128,7 @@ impl<D: Send + Sync + 'static> Engine<D> {
                 tables: RwLock::new(FxHashMap::default()),
                 waits: WaitGraph::default(),
                 top_diagnostics: Mutex::new(Vec::new()),
+                recorder: Recorder::new(),
             }),
         }
     }
@@ -155,6 +163,22 @@ impl<D: Send + Sync + 'static> Engine<D> {
             _not_send_static: PhantomData,
         };
         self.inner.runtime.block_on(move || f(&cx))
+    }
+
+    /// Starts recording every query execution, hit and wait from now on
+    /// (and the runtime's worker events, process-wide), for
+    /// [`Engine::profile`]. Without the `recording` feature this does nothing.
+    pub fn enable_recording(&self) {
+        self.inner.recorder.enable();
+    }
+
+    /// What was recorded since [`Engine::enable_recording`]; `None` when
+    /// recording is off.
+    pub fn profile(&self) -> Option<Profile> {
+        let rt = &self.inner.runtime;
+        self.inner
+            .recorder
+            .profile(&rt.mode().to_string(), rt.num_threads())
     }
 
     /// Every diagnostic emitted by every executed query, in a deterministic
@@ -257,8 +281,14 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             job
         });
         match claim {
-            // RECORD: cache hit of `Q(key)`, computed by job `_by`.
-            Claim::Hit(result, _by) => result,
+            // RECORD: cache hit of `Q(key)`, computed by job `by`.
+            Claim::Hit(result, by) => {
+                let recorder = &self.engine.recorder;
+                if recorder.is_on() {
+                    recorder.cache_hit(Q::NAME, job::current_job().map(|j| j.id), by);
+                }
+                result
+            }
             Claim::Claimed { latch } => {
                 let job = new_job.expect("claimed without a job");
                 let result = self.execute::<Q>(table, &key, &job);
@@ -282,6 +312,12 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         job: &Arc<Job>,
     ) -> Result<Result<Q::Value, QueryError>, Box<dyn Any + Send>> {
         // RECORD: execution of `Q(key)` starts (job.id, parent job).
+        let record = self.engine.recorder.exec_start(
+            job.id,
+            Q::NAME,
+            key,
+            job.parent.as_ref().map(|p| p.id),
+        );
         let outcome = {
             let _ctx = job::enter(job);
             let _activity = weft_runtime::set_current_activity(Q::NAME);
@@ -290,11 +326,14 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             }))
         };
         // RECORD: execution of `Q(key)` ends.
+        self.engine.recorder.exec_end(record);
         let (result, rethrow) = match outcome {
             Ok(v) => (Ok(v), None),
             Err(payload) => match payload.downcast::<CycleUnwindPayload>() {
                 Ok(cycle) => {
-                    let recovered = panic::catch_unwind(AssertUnwindSafe(|| Q::recover(self, &cycle.0.cycle, key)));
+                    let recovered = panic::catch_unwind(AssertUnwindSafe(|| {
+                        Q::recover(self, &cycle.0.cycle, key)
+                    }));
                     let result = match recovered {
                         Ok(Some(v)) => Ok(v),
                         Ok(None) => Err(QueryError::Cycle(cycle.0.cycle.clone())),
@@ -334,7 +373,9 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     ) -> Result<Q::Value, QueryError> {
         let waiter = match job::current_job() {
             Some(leaf) => match self.engine.waits.register(&leaf, owner) {
-                Registered::Cycle(unwind) => panic::resume_unwind(Box::new(CycleUnwindPayload(unwind))),
+                Registered::Cycle(unwind) => {
+                    panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
+                }
                 Registered::Waiting(id) => Some(id),
             },
             // Top level: nobody can be waiting on us, so no cycle.
@@ -343,11 +384,22 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         if self.mode() == Mode::Serial && !latch.probe() {
             // In serial mode everything in progress is on this stack, so an
             // in-progress key is always a cycle, found above.
-            panic!("weft: internal error: serial mode would wait on {}({key:?})", Q::NAME);
+            panic!(
+                "weft: internal error: serial mode would wait on {}({key:?})",
+                Q::NAME
+            );
         }
         // RECORD: wait on job `owner.id` starts.
+        let recorder = &self.engine.recorder;
+        let waiting_exec = if recorder.is_on() {
+            job::current_job().map(|j| j.id)
+        } else {
+            None
+        };
+        let record = recorder.wait_start(waiting_exec, owner.id);
         latch.wait();
         // RECORD: wait ends.
+        recorder.wait_end(record);
         if let Some(id) = waiter {
             if let Some(unwind) = self.engine.waits.unregister(id) {
                 panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)));
@@ -355,7 +407,10 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         }
         match table.finished(key) {
             Some((result, _by)) => result,
-            None => panic!("weft: internal error: {}({key:?}) woke without a result", Q::NAME),
+            None => panic!(
+                "weft: internal error: {}({key:?}) woke without a result",
+                Q::NAME
+            ),
         }
     }
 

@@ -31,7 +31,11 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(query: &'static str, key: Box<dyn Debug + Send + Sync>, parent: Option<Arc<Job>>) -> Arc<Job> {
+    pub(crate) fn new(
+        query: &'static str,
+        key: Box<dyn Debug + Send + Sync>,
+        parent: Option<Arc<Job>>,
+    ) -> Arc<Job> {
         Arc::new(Job {
             // Relaxed: only uniqueness is needed.
             id: NEXT_JOB.fetch_add(1, Ordering::Relaxed),

@@ -17,6 +17,7 @@ mod diagnostic;
 mod engine;
 mod job;
 mod memo;
+pub mod profile;
 mod query;
 
 pub use cycle::{Cycle, CycleFrame};

@@ -59,7 +59,9 @@ pub(crate) struct MemoTable<K, V> {
 impl<K: Eq + Hash + Clone, V: Clone> MemoTable<K, V> {
     pub(crate) fn new() -> Self {
         MemoTable {
-            shards: (0..SHARDS).map(|_| CachePadded::new(Mutex::new(FxHashMap::default()))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(Mutex::new(FxHashMap::default())))
+                .collect(),
         }
     }
 
@@ -102,7 +104,9 @@ impl<K: Eq + Hash + Clone, V: Clone> MemoTable<K, V> {
 
     /// Stores the result of a claimed key; the caller then sets the latch.
     pub(crate) fn publish(&self, key: &K, memo: Memo<V>) {
-        self.shard(key).lock().insert(key.clone(), Slot::Done(Arc::new(memo)));
+        self.shard(key)
+            .lock()
+            .insert(key.clone(), Slot::Done(Arc::new(memo)));
     }
 
     /// Calls `f` on every finished memo.

@@ -166,6 +166,7 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     PENDING.with(|p| *p.borrow_mut() = Some(latch.clone()));
     YIELDER.with(|y| y.set(std::ptr::null()));
     let ctx = replace_context(None);
+    let strand = crate::trace::switch_out();
     let guard = AbortOnUnwind("a fiber switch unwound");
     // SAFETY: `yielder` was set by this fiber's own coroutine body (in
     // `FiberSet::start`) from the `&Yielder` corosensei passed it, and this
@@ -173,6 +174,7 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     // whenever control is on the worker's stack), so the yielder is alive.
     unsafe { &*yielder }.suspend(());
     std::mem::forget(guard);
+    crate::trace::switch_in(strand);
     replace_context(ctx);
     YIELDER.with(|y| y.set(yielder));
     true

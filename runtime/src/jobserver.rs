@@ -22,7 +22,11 @@
 //! # Invariants
 //!
 //! - At most one worker holds [`Held::Implicit`]: the implicit token belongs
-//!   to the process, not to a worker (`State::implicit_free` is the slot).
+//!   to the process, not to a worker or a runtime. Every runtime built with
+//!   [`Jobserver::FromEnv`] shares one [`ImplicitSlot`], so two runtimes
+//!   alive in one process still count it once. (A runtime given its own
+//!   [`Jobserver::Client`] has a slot of its own: its creator decides what
+//!   the implicit token is.)
 //! - busy workers = `Implicit` holders (≤ 1) + `Token` holders; every
 //!   `Token` holds one byte read from the pipe. So with a jobserver, busy
 //!   workers ≤ 1 + tokens this process got from the pipe.
@@ -65,7 +69,7 @@
 use std::ffi::OsString;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -193,8 +197,6 @@ enum Held {
 struct State {
     /// Per worker: what it holds. Indexed by worker index.
     held: Vec<Held>,
-    /// The process's implicit token is not in use by any worker.
-    implicit_free: bool,
     /// Tokens delivered (by the helper or a releasing worker) and not yet
     /// taken by a waiter. Only non-empty while `waiting > 0`.
     spare: Vec<jobserver::Acquired>,
@@ -230,11 +232,10 @@ impl State {
     }
 
     /// Takes a free slot for worker `w` without blocking, if there is one.
-    fn try_take_slot(&mut self, w: usize) -> bool {
+    fn try_take_slot(&mut self, w: usize, implicit: &ImplicitSlot) -> bool {
         if self.unlimited {
             self.become_busy(w, Held::Unlimited);
-        } else if self.implicit_free {
-            self.implicit_free = false;
+        } else if implicit.try_take() {
             self.become_busy(w, Held::Implicit);
         } else if let Some(token) = self.spare.pop() {
             self.become_busy(w, Held::Token(token));
@@ -245,12 +246,83 @@ impl State {
     }
 }
 
+/// The implicit token of the process (or of one explicit client), shared by
+/// every runtime that draws tokens from the same jobserver.
+#[derive(Debug)]
+struct ImplicitSlot {
+    /// No worker of any member runtime holds the implicit token.
+    free: AtomicBool,
+    /// The runtimes that may wait for it (to wake one when it comes free).
+    members: Mutex<Vec<Weak<Shared>>>,
+}
+
+/// The slot of every runtime built with [`Jobserver::FromEnv`].
+static ENV_IMPLICIT: OnceLock<Arc<ImplicitSlot>> = OnceLock::new();
+
+impl ImplicitSlot {
+    fn new() -> Arc<ImplicitSlot> {
+        Arc::new(ImplicitSlot {
+            free: AtomicBool::new(true),
+            members: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Takes the implicit token if it is free.
+    fn try_take(&self) -> bool {
+        // Relaxed: `free` guards no other data. A waiter checks it under its
+        // runtime's state lock, and `wake_member` takes that same lock after
+        // the store, so the mutex orders the store before a later check.
+        self.free
+            .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Marks the implicit token free. The caller then wakes a waiter: its
+    /// own (under its state lock) or another member's (`wake_member`).
+    fn put_back(&self) {
+        // Relaxed: see `try_take`.
+        self.free.store(true, Ordering::Relaxed);
+    }
+
+    /// Wakes one waiter of another member runtime, if any waits. Called with
+    /// no state lock held (it takes each member's lock in turn).
+    fn wake_member(&self, except: &Shared) {
+        let members = self.members.lock();
+        for member in members.iter().filter_map(Weak::upgrade) {
+            if std::ptr::eq(&*member, except) {
+                continue;
+            }
+            let state = member.state.lock();
+            if state.waiting > state.spare.len() {
+                member.cvar.notify_one();
+                return;
+            }
+        }
+    }
+}
+
 /// State shared with the helper thread's callback.
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     /// Workers waiting in `acquire` for a slot.
     cvar: Condvar,
+    /// The implicit token this runtime shares with others.
+    implicit: Arc<ImplicitSlot>,
+}
+
+impl Shared {
+    /// Worker `w` frees the implicit token: wake one of our waiters, or
+    /// (after dropping our lock) one of another runtime's.
+    fn free_implicit(&self, state: parking_lot::MutexGuard<'_, State>) {
+        self.implicit.put_back();
+        if state.waiting > state.spare.len() {
+            self.cvar.notify_one();
+        } else {
+            drop(state);
+            self.implicit.wake_member(self);
+        }
+    }
 }
 
 impl Shared {
@@ -312,15 +384,27 @@ impl Tokens {
     /// broken). If the helper thread cannot be started, warns and runs
     /// without a limit.
     pub(crate) fn new(config: Jobserver, workers: usize) -> Tokens {
-        let client = match config {
-            Jobserver::FromEnv => env_client(),
-            Jobserver::Disabled => None,
-            Jobserver::Client(client) => Some(client),
+        let (client, implicit) = match config {
+            Jobserver::FromEnv => (
+                env_client(),
+                ENV_IMPLICIT.get_or_init(ImplicitSlot::new).clone(),
+            ),
+            Jobserver::Disabled => (None, ImplicitSlot::new()),
+            Jobserver::Client(client) => (Some(client), ImplicitSlot::new()),
         };
+        Tokens::with_slot(client, implicit, workers)
+    }
+
+    /// `new` with the implicit-token slot given (tests share one).
+    fn with_slot(
+        client: Option<jobserver::Client>,
+        implicit: Arc<ImplicitSlot>,
+        workers: usize,
+    ) -> Tokens {
         let shared = Arc::new(Shared {
+            implicit,
             state: Mutex::new(State {
                 held: (0..workers).map(|_| Held::Idle).collect(),
-                implicit_free: true,
                 spare: Vec::new(),
                 waiting: 0,
                 requested: 0,
@@ -341,11 +425,17 @@ impl Tokens {
                 }
             });
             match helper {
-                Ok(helper) => Some(Limited {
-                    client,
-                    try_supported: AtomicBool::new(true),
-                    helper: Mutex::new(Some(helper)),
-                }),
+                Ok(helper) => {
+                    let mut members = shared.implicit.members.lock();
+                    members.retain(|m| m.strong_count() > 0);
+                    members.push(Arc::downgrade(&shared));
+                    drop(members);
+                    Some(Limited {
+                        client,
+                        try_supported: AtomicBool::new(true),
+                        helper: Mutex::new(Some(helper)),
+                    })
+                }
                 Err(err) => {
                     eprintln!(
                         "weft: warning: cannot start the jobserver helper thread ({err}); \
@@ -385,7 +475,9 @@ impl Tokens {
             return;
         };
         let mut state = self.shared.state.lock();
-        if !matches!(state.held[worker], Held::Idle) || state.try_take_slot(worker) {
+        if !matches!(state.held[worker], Held::Idle)
+            || state.try_take_slot(worker, &self.shared.implicit)
+        {
             return;
         }
         // Relaxed: a hint; a stale `true` costs one failed syscall.
@@ -409,7 +501,7 @@ impl Tokens {
                 Err(_) => limited.try_supported.store(false, Ordering::Relaxed),
             }
             // The lock was dropped: a slot may have come free meanwhile.
-            if state.try_take_slot(worker) {
+            if state.try_take_slot(worker, &self.shared.implicit) {
                 return;
             }
         }
@@ -422,7 +514,7 @@ impl Tokens {
                 helper.request_token();
             }
         }
-        while !state.try_take_slot(worker) {
+        while !state.try_take_slot(worker, &self.shared.implicit) {
             self.shared.cvar.wait(&mut state);
         }
         state.waiting -= 1;
@@ -443,12 +535,7 @@ impl Tokens {
         state.end_busy(worker);
         match held {
             Held::Idle | Held::Unlimited => {}
-            Held::Implicit => {
-                state.implicit_free = true;
-                if state.waiting > state.spare.len() {
-                    self.shared.cvar.notify_one();
-                }
-            }
+            Held::Implicit => self.shared.free_implicit(state),
             Held::Token(token) => {
                 if !state.unlimited && state.waiting > state.spare.len() {
                     // Hand over directly: no pipe round trip.
@@ -508,14 +595,27 @@ impl Drop for Tokens {
         if let Some(limited) = &self.limited {
             // Joins the helper (interrupting a blocked read with SIGUSR1); a
             // token it reads meanwhile goes back through `on_token`.
-            drop(limited.helper.lock().take());
+            // (Taken out first: the join must not run under `helper`'s lock.)
+            let helper = limited.helper.lock().take();
+            drop(helper);
         }
         let mut state = self.shared.state.lock();
         let held = std::mem::take(&mut state.held);
         let spare = std::mem::take(&mut state.spare);
         drop(state);
+        // Pipe tokens go back when dropped; the implicit token is marked free
+        // for the other runtimes of this process.
+        if held.iter().any(|h| matches!(h, Held::Implicit)) {
+            self.shared.implicit.put_back();
+            self.shared.implicit.wake_member(&self.shared);
+        }
         drop(held);
         drop(spare);
+        self.shared
+            .implicit
+            .members
+            .lock()
+            .retain(|m| m.strong_count() > 0 && !std::ptr::eq(m.as_ptr(), &*self.shared));
     }
 }
 
@@ -629,6 +729,34 @@ mod tests {
         drop(tokens); // the helper is blocked in read(): interrupted, joined
         client.release_raw().unwrap();
         assert_eq!(count(&client), 1);
+    }
+
+    #[test]
+    fn two_runtimes_share_the_implicit_token() {
+        // As two `FromEnv` runtimes in one process: one implicit token.
+        let client = jobserver::Client::new(0).unwrap();
+        let slot = ImplicitSlot::new();
+        let a = Arc::new(Tokens::with_slot(Some(client.clone()), slot.clone(), 2));
+        let b = Arc::new(Tokens::with_slot(Some(client.clone()), slot, 2));
+        a.acquire(0); // the implicit token
+        let b2 = b.clone();
+        let waiter = std::thread::spawn(move || b2.acquire(0));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "b got a slot while a holds the only one"
+        );
+        a.release(0); // frees the implicit token: wakes b's waiter
+        waiter.join().unwrap();
+        let a2 = a.clone();
+        let waiter = std::thread::spawn(move || a2.acquire(1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        drop(b); // b's worker still held it: dropping b frees it
+        waiter.join().unwrap();
+        a.release(1);
+        drop(a);
+        assert_eq!(count(&client), 0);
     }
 
     #[test]

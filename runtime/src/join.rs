@@ -32,7 +32,6 @@ use parking_lot::Mutex;
 
 use crate::latch::{CountLatch, Latch};
 use crate::registry::{erase_lifetime, Task, WorkerThread};
-use crate::Mode;
 
 type Payload = Box<dyn std::any::Any + Send + 'static>;
 
@@ -80,7 +79,18 @@ where
     RA: Send,
     RB: Send,
 {
-    let pooled = WorkerThread::with_current(|w| w.is_some_and(|w| w.registry.mode() != Mode::Serial));
+    // Profiling: `a` and `b` run as two logical strands (see `trace.rs`).
+    let fork = crate::trace::fork();
+    let (la, lb) = (fork.child(), fork.child());
+    let a = move || {
+        let _strand = crate::trace::enter_logical(la);
+        a()
+    };
+    let b = move || {
+        let _strand = crate::trace::enter_logical(lb);
+        b()
+    };
+    let pooled = WorkerThread::with_current(|w| w.is_some());
     if !pooled {
         let ra = panic::catch_unwind(AssertUnwindSafe(a));
         let rb = panic::catch_unwind(AssertUnwindSafe(b));
@@ -169,11 +179,16 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
             panics.record(i as u64, p);
         }
     };
-    let pooled = WorkerThread::with_current(|w| w.is_some_and(|w| w.registry.mode() != Mode::Serial));
+    let pooled = WorkerThread::with_current(|w| w.is_some());
     if pooled {
         split(0, items.len(), &run);
     } else {
-        (0..items.len()).for_each(run);
+        // Profiling: each item is a logical strand of one fork (`trace.rs`).
+        let fork = crate::trace::fork();
+        (0..items.len()).for_each(|i| {
+            let _strand = crate::trace::enter_logical(fork.child());
+            run(i)
+        });
     }
     panics.resume();
 }
@@ -202,6 +217,31 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync)
         .collect()
 }
 
+/// A task spawned in a scope, claimed once: by a worker that pops it, or by
+/// the scope's owner, which runs its own unstarted spawns inline before it
+/// waits (so a scope never waits on work that only it could run, e.g. on one
+/// blocked worker in threads mode).
+struct ScopeJob {
+    claimed: AtomicBool,
+    func: UnsafeCell<Option<Box<dyn FnOnce() + Send + 'static>>>,
+}
+
+// SAFETY: `func` is taken only by the single winner of the `claimed` swap.
+unsafe impl Sync for ScopeJob {}
+
+impl ScopeJob {
+    /// Runs the job if nobody claimed it yet.
+    fn run_if_unclaimed(&self) {
+        // AcqRel: the winner must see `func` as written by the spawner.
+        if !self.claimed.swap(true, Ordering::AcqRel) {
+            // SAFETY: we won the claim; nobody else touches `func`.
+            if let Some(f) = unsafe { (*self.func.get()).take() } {
+                f();
+            }
+        }
+    }
+}
+
 /// A scope for spawning tasks that may borrow from the enclosing stack; see
 /// [`scope`].
 pub struct Scope<'scope> {
@@ -209,6 +249,8 @@ pub struct Scope<'scope> {
     panics: LowestPanic,
     next_spawn: AtomicU64,
     pooled: bool,
+    /// Spawned jobs, in spawn order, for the owner to claim before waiting.
+    unstarted: Mutex<std::collections::VecDeque<Arc<ScopeJob>>>,
     _marker: PhantomData<&'scope mut &'scope ()>,
 }
 
@@ -217,21 +259,31 @@ pub struct Scope<'scope> {
 /// their spawns) finished, as `std::thread::scope` and rayon's `scope`.
 ///
 /// In serial mode and outside a pool, `spawn` runs the task inline at once.
+/// On a pool, once `f` returns, the caller runs the spawned tasks that no
+/// worker has started yet (in spawn order), then waits for the rest.
 ///
 /// # Panics
 ///
 /// If `f` or a task panics, the scope still waits for every task, then
 /// resumes the panic of `f`, else that of the earliest spawn.
 pub fn scope<'scope, R>(f: impl FnOnce(&Scope<'scope>) -> R) -> R {
-    let pooled = WorkerThread::with_current(|w| w.is_some_and(|w| w.registry.mode() != Mode::Serial));
+    let pooled = WorkerThread::with_current(|w| w.is_some());
     let s = Scope {
         pending: CountLatch::new(1),
         panics: LowestPanic::new(),
         next_spawn: AtomicU64::new(1),
         pooled,
+        unstarted: Mutex::new(std::collections::VecDeque::new()),
         _marker: PhantomData,
     };
     let r = panic::catch_unwind(AssertUnwindSafe(|| f(&s)));
+    loop {
+        let next = s.unstarted.lock().pop_front();
+        match next {
+            Some(job) => job.run_if_unclaimed(),
+            None => break,
+        }
+    }
     s.pending.decrement();
     s.pending.wait();
     match r {
@@ -271,8 +323,15 @@ impl<'scope> Scope<'scope> {
             }
             s.pending.decrement();
         });
-        // SAFETY: as above, `scope` does not return before this task ran.
-        let task = Task::new(unsafe { erase_lifetime(func) });
+        let job = Arc::new(ScopeJob {
+            claimed: AtomicBool::new(false),
+            // SAFETY: as above, `scope` does not return before this closure
+            // ran: it is claimed either by a worker or by the scope's owner,
+            // and `pending` counts it until it finished.
+            func: UnsafeCell::new(Some(unsafe { erase_lifetime(func) })),
+        });
+        self.unstarted.lock().push_back(job.clone());
+        let task = Task::new(Box::new(move || job.run_if_unclaimed()));
         WorkerThread::with_current(|w| w.expect("scope: spawn outside its worker").push(task));
     }
 }
@@ -285,7 +344,7 @@ unsafe impl Send for ScopePtr<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Runtime;
+    use crate::{Mode, Runtime};
     use std::sync::atomic::AtomicUsize;
 
     fn runtimes() -> Vec<Runtime> {
@@ -306,7 +365,11 @@ mod tests {
         for rt in runtimes() {
             let v: Vec<u64> = (0..1000).collect();
             let out = rt.block_on(|| par_map(&v, |i, x| (i as u64) * x));
-            assert_eq!(out, (0..1000u64).map(|x| x * x).collect::<Vec<_>>(), "{rt:?}");
+            assert_eq!(
+                out,
+                (0..1000u64).map(|x| x * x).collect::<Vec<_>>(),
+                "{rt:?}"
+            );
             fn fib(n: u64) -> u64 {
                 if n < 2 {
                     return n;

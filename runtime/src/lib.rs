@@ -25,14 +25,15 @@
 mod context;
 #[cfg(feature = "fibers")]
 mod fiber;
-mod join;
 mod jobserver;
+mod join;
 mod latch;
 mod mode;
 mod registry;
 mod sleep;
 #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
 mod stack;
+pub mod trace;
 mod worker_local;
 
 pub use context::{current_context, replace_context, ContextGuard, TaskContext};

@@ -63,6 +63,7 @@ impl Task {
     /// through the scheduler (as rayon's `AbortIfPanic`).
     pub(crate) fn run(self) {
         let _ctx = ContextGuard::enter(self.ctx);
+        let _strand = crate::trace::enter_task();
         let guard = AbortOnUnwind("a task unwound into the scheduler");
         (self.func)();
         std::mem::forget(guard);
@@ -201,7 +202,10 @@ impl WorkerThread {
                     continue;
                 }
                 match self.registry.stealers[victim].steal() {
-                    Steal::Success(t) => return Some(t),
+                    Steal::Success(t) => {
+                        crate::trace::record(crate::trace::Event::Steal { victim });
+                        return Some(t);
+                    }
                     Steal::Empty => {}
                     Steal::Retry => retry = true,
                 }
@@ -230,8 +234,10 @@ impl WorkerThread {
                 break;
             }
             reg.tokens.release(self.index);
+            crate::trace::record(crate::trace::Event::Park);
             reg.sleep
                 .park(self.index, || reg.has_work(self.index, &self.deque));
+            crate::trace::record(crate::trace::Event::Unpark);
         }
         reg.tokens.release(self.index);
     }
@@ -286,10 +292,16 @@ pub(crate) fn block_current_thread(block: impl FnOnce()) {
     match worker {
         Some((reg, index)) => {
             reg.tokens.release(index);
+            let blocked = crate::trace::block_start();
             block();
+            crate::trace::block_end(blocked);
             reg.tokens.acquire(index);
         }
-        None => block(),
+        None => {
+            let blocked = crate::trace::block_start();
+            block();
+            crate::trace::block_end(blocked);
+        }
     }
 }
 
@@ -553,7 +565,8 @@ impl Runtime {
             let _leave = Leave;
             return f();
         };
-        let on_this_pool = WorkerThread::with_current(|w| w.is_some_and(|w| Arc::ptr_eq(&w.registry, reg)));
+        let on_this_pool =
+            WorkerThread::with_current(|w| w.is_some_and(|w| Arc::ptr_eq(&w.registry, reg)));
         if on_this_pool {
             return f();
         }
@@ -574,7 +587,10 @@ impl Runtime {
         };
         reg.inject(task);
         latch.wait();
-        let r = result.lock().take().expect("block_on: task finished without a result");
+        let r = result
+            .lock()
+            .take()
+            .expect("block_on: task finished without a result");
         match r {
             Ok(v) => v,
             Err(payload) => panic::resume_unwind(payload),

@@ -64,11 +64,17 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use self::activity::{current_activity, set_current_activity, ActivityGuard};
-pub(crate) use self::carve::{guard_method, GuardMethod, StackKind};
+pub use self::activity::{set_current_activity, ActivityGuard};
+#[cfg_attr(not(feature = "fibers"), allow(unused_imports))]
 pub(crate) use self::overflow::{
-    install_alt_stack_for_thread, install_overflow_handler, overflow_handler_installed,
-    set_worker_index_for_signal, AltStackGuard,
+    install_alt_stack_for_thread, install_overflow_handler, set_worker_index_for_signal,
+};
+// Used by the stack tests (runtime/tests/stack_*.rs compile this module).
+#[allow(unused_imports)]
+pub(crate) use self::{
+    activity::current_activity,
+    carve::{force_mprotect_guards, guard_method, GuardMethod, StackKind},
+    overflow::{overflow_handler_installed, AltStackGuard},
 };
 
 use self::activity::ActivityBuf;
@@ -77,10 +83,10 @@ use self::carve::{Chunk, SlotLayout};
 /// When fewer bytes than this are left on the current stack,
 /// `ensure_sufficient_stack` continues on a fresh segment. Code between two
 /// calls must not use more than this.
-pub const RED_ZONE: usize = 128 * 1024;
+pub(crate) const RED_ZONE: usize = 128 * 1024;
 
 /// Usable size of the segments deep recursion continues on.
-pub const SEGMENT_SIZE: usize = 2 * 1024 * 1024;
+pub(crate) const SEGMENT_SIZE: usize = 2 * 1024 * 1024;
 
 /// Guard bytes below every carved stack (at least one page). Rust probes
 /// every page of frames larger than a page, so a guard is never jumped over
@@ -127,6 +133,7 @@ impl FiberStack {
     }
 
     /// Usable bytes.
+    #[allow(dead_code)] // used by tests
     pub(crate) fn size(&self) -> usize {
         self.base - self.limit
     }
@@ -236,6 +243,7 @@ impl StackPool {
 
     /// Sets how many returned stacks keep their pages (the rest are
     /// released with `MADV_DONTNEED`).
+    #[allow(dead_code)] // used by tests and leak checks
     pub(crate) fn with_warm_limit(mut self, warm_limit: usize) -> StackPool {
         match Arc::get_mut(&mut self.shared) {
             Some(shared) => shared.warm_limit = warm_limit,
@@ -279,12 +287,14 @@ impl StackPool {
     }
 
     /// Stacks waiting in the pool (returned, not in use).
+    #[allow(dead_code)] // used by tests and leak checks
     pub(crate) fn pooled_stacks(&self) -> usize {
         let state = self.shared.state.lock();
         state.warm.len() + state.cold.len()
     }
 
     /// Stacks handed out and not yet returned.
+    #[allow(dead_code)] // used by tests and leak checks
     pub(crate) fn in_use_stacks(&self) -> usize {
         let state = self.shared.state.lock();
         state.carved - state.warm.len() - state.cold.len()
@@ -292,6 +302,7 @@ impl StackPool {
 
     /// Memory mappings (chunks) this pool holds: one VMA each with
     /// `MADV_GUARD_INSTALL`, about two per stack with the mprotect fallback.
+    #[allow(dead_code)] // used by tests and leak checks
     pub(crate) fn chunks(&self) -> usize {
         self.shared.state.lock().chunks.len()
     }
@@ -453,6 +464,14 @@ impl Drop for SegmentBoundsGuard {
     fn drop(&mut self) {
         self.previous.replace_current();
     }
+}
+
+/// For the signal handler: the usable limit of the OS thread stack this
+/// thread runs on now, if known and no fiber or segment is current (those
+/// have carved guards, recognised by address). Async-signal-safe.
+fn os_stack_limit_in_handler() -> Option<usize> {
+    let (limit, _base) = BOUNDS.try_with(Cell::get).ok()?;
+    (limit != 0).then_some(limit)
 }
 
 /// The current stack pointer, or close to it.

@@ -25,7 +25,10 @@ impl<T> WorkerLocal<T> {
     /// One value per worker of `runtime`, made by `init(worker_index)`.
     pub fn new(runtime: &Runtime, init: impl FnMut(usize) -> T) -> WorkerLocal<T> {
         WorkerLocal {
-            slots: (0..runtime.num_threads()).map(init).map(CachePadded::new).collect(),
+            slots: (0..runtime.num_threads())
+                .map(init)
+                .map(CachePadded::new)
+                .collect(),
         }
     }
 
@@ -36,8 +39,8 @@ impl<T> WorkerLocal<T> {
     /// When called outside a worker of the runtime (or outside a serial
     /// `block_on`), or on a worker of a larger runtime than this was made for.
     pub fn get(&self) -> &T {
-        let i = current_worker_index()
-            .expect("WorkerLocal::get called outside a runtime's workers");
+        let i =
+            current_worker_index().expect("WorkerLocal::get called outside a runtime's workers");
         &self.slots[i]
     }
 
@@ -59,6 +62,10 @@ impl<T> WorkerLocal<T> {
 
     /// All values by worker index.
     pub fn into_vec(self) -> Vec<T> {
-        self.slots.into_vec().into_iter().map(CachePadded::into_inner).collect()
+        self.slots
+            .into_vec()
+            .into_iter()
+            .map(CachePadded::into_inner)
+            .collect()
     }
 }

@@ -35,7 +35,12 @@ fn fib(n: u32) -> u64 {
 }
 
 fn idle_cpu(mode: Mode, jobserver: Jobserver) -> Option<Duration> {
-    let runtime = match Runtime::builder().mode(mode).threads(4).jobserver(jobserver).build() {
+    let runtime = match Runtime::builder()
+        .mode(mode)
+        .threads(4)
+        .jobserver(jobserver)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) if mode == Mode::Fibers => {
             eprintln!("skipping fibers mode: {e}");
@@ -58,10 +63,16 @@ fn idle_runtime_uses_under_one_percent_of_a_core() {
     let budget = Duration::from_millis(20); // 1% of one core over 2 s
     for mode in [Mode::Fibers, Mode::Threads] {
         let with_pipe = Jobserver::Client(jobserver_client());
-        for (name, js) in [("no jobserver", Jobserver::Disabled), ("jobserver", with_pipe)] {
+        for (name, js) in [
+            ("no jobserver", Jobserver::Disabled),
+            ("jobserver", with_pipe),
+        ] {
             if let Some(used) = idle_cpu(mode, js) {
                 eprintln!("{mode}, 4 workers, {name}: {used:?} CPU over 2 s idle");
-                assert!(used < budget, "{mode} ({name}): idle runtime used {used:?} CPU in 2 s");
+                assert!(
+                    used < budget,
+                    "{mode} ({name}): idle runtime used {used:?} CPU in 2 s"
+                );
             }
         }
     }

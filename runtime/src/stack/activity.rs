@@ -163,7 +163,8 @@ impl std::fmt::Debug for ActivityGuard {
 }
 
 /// The current label as a `String` (for tests and diagnostics).
-pub fn current_activity() -> String {
+#[allow(dead_code)]
+pub(crate) fn current_activity() -> String {
     // SAFETY: see `set_current_activity`; read-only copy on the owning thread.
     let buf = unsafe { *current_buf() };
     String::from_utf8_lossy(buf.label()).into_owned()

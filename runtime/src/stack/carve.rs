@@ -48,9 +48,12 @@ pub(crate) enum StackKind {
     Fiber = 1,
     /// Segments that `ensure_sufficient_stack` continues deep recursion on.
     Segment = 2,
+    /// An OS thread's own stack (never carved; for the overflow message).
+    Thread = 3,
 }
 
 /// How guard regions are installed in this process.
+#[allow(dead_code)] // read by tests and the notes
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GuardMethod {
     /// `madvise(MADV_GUARD_INSTALL)`: no VMA split.
@@ -71,12 +74,21 @@ const METHOD_MPROTECT: u8 = 2;
 static METHOD: AtomicU8 = AtomicU8::new(METHOD_UNKNOWN);
 
 /// The guard method this process uses, once a chunk has been mapped.
+#[allow(dead_code)]
 pub(crate) fn guard_method() -> Option<GuardMethod> {
     match METHOD.load(Ordering::Relaxed) {
         METHOD_GUARD_INSTALL => Some(GuardMethod::GuardInstall),
         METHOD_MPROTECT => Some(GuardMethod::Mprotect),
         _ => None,
     }
+}
+
+/// Makes every later chunk use the `mprotect` fallback, as on a kernel
+/// without `MADV_GUARD_INSTALL` (for the fallback's test, which runs in its
+/// own process).
+#[allow(dead_code)]
+pub(crate) fn force_mprotect_guards() {
+    METHOD.store(METHOD_MPROTECT, Ordering::Relaxed);
 }
 
 /// The system page size.

@@ -54,7 +54,7 @@ mod imp {
         actions: UnsafeCell<[MaybeUninit<libc::sigaction>; 2]>,
         /// Set (Release) after `actions` is written; read (Acquire) by the
         /// handler before it reads `actions`.
-        saved: AtomicBool,
+        pub(super) saved: AtomicBool,
     }
 
     // SAFETY: `actions` is written once, inside `Once::call_once`, before
@@ -137,6 +137,7 @@ pub(crate) fn install_overflow_handler() {
 }
 
 /// Whether our handler has been installed (for tests).
+#[allow(dead_code)]
 pub(crate) fn overflow_handler_installed() -> bool {
     #[cfg(unix)]
     {
@@ -159,9 +160,25 @@ extern "C" fn handle_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *
             // SAFETY: _exit is async-signal-safe and ends the process.
             unsafe { libc::_exit(134) }
         }
-        None => imp::restore_previous(sig),
+        None => {
+            // An overflow of the OS thread's own stack (threads or serial
+            // mode): name the query, then let the previous handler (std's)
+            // report and abort.
+            if let Some(limit) = super::os_stack_limit_in_handler() {
+                if addr < limit && limit - addr <= OS_GUARD_WINDOW {
+                    report(StackKind::Thread, 0);
+                }
+            }
+            imp::restore_previous(sig);
+        }
     }
 }
+
+/// A fault this far below an OS thread's usable limit counts as an overflow
+/// of that thread's stack (guard page, or the kernel's 1 MiB gap below the
+/// main thread's stack).
+#[cfg(unix)]
+const OS_GUARD_WINDOW: usize = 1024 * 1024 + 64 * 1024;
 
 /// Writes the overflow message to stderr without allocating.
 #[cfg(unix)]
@@ -169,7 +186,10 @@ fn report(kind: StackKind, stack_size: usize) {
     let mut msg = MessageBuf::new();
     match kind {
         StackKind::Fiber => msg.push(b"weft: fiber stack overflow on "),
-        StackKind::Segment => msg.push(b"weft: stack overflow on an ensure_sufficient_stack segment on "),
+        StackKind::Segment => {
+            msg.push(b"weft: stack overflow on an ensure_sufficient_stack segment on ")
+        }
+        StackKind::Thread => msg.push(b"weft: thread stack overflow on "),
     }
     match WORKER_INDEX.try_with(Cell::get) {
         Ok(index) if index != usize::MAX => {
@@ -195,12 +215,18 @@ fn report(kind: StackKind, stack_size: usize) {
         },
         None => msg.push(b"<unknown>"),
     }
+    if kind == StackKind::Thread {
+        msg.push(b"\n");
+        msg.write_to_stderr();
+        return;
+    }
     msg.push(b"; stack size ");
     msg.push_usize(stack_size);
     match kind {
-        StackKind::Fiber => msg.push(
-            b" bytes; raise it with --stack-size or Runtime::builder().stack_size()\n",
-        ),
+        StackKind::Thread => {}
+        StackKind::Fiber => {
+            msg.push(b" bytes; raise it with --stack-size or Runtime::builder().stack_size()\n")
+        }
         StackKind::Segment => msg.push(
             b" bytes; recursive code must call weft_runtime::ensure_sufficient_stack more often\n",
         ),
@@ -270,6 +296,8 @@ pub(crate) struct AltStackGuard {
     /// `(mapping start, mapping length)` if we installed a stack.
     #[cfg_attr(not(unix), allow(dead_code))]
     mapping: Option<(usize, usize)>,
+    /// Dropped on the thread whose alternate stack it is.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 /// Bytes of alternate signal stack we install (plus one guard page): the
@@ -289,7 +317,10 @@ pub(crate) fn install_alt_stack_for_thread() -> AltStackGuard {
         // SAFETY: as above.
         let ret = unsafe { libc::sigaltstack(std::ptr::null(), &mut current) };
         if ret == 0 && current.ss_flags & libc::SS_DISABLE == 0 {
-            return AltStackGuard { mapping: None }; // std or someone else gave it one
+            return AltStackGuard {
+                mapping: None,
+                _not_send: std::marker::PhantomData,
+            }; // std or someone else gave it one
         }
         let len = page + ALT_STACK_SIZE;
         // SAFETY: a fresh anonymous mapping touches no existing memory.
@@ -304,7 +335,10 @@ pub(crate) fn install_alt_stack_for_thread() -> AltStackGuard {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return AltStackGuard { mapping: None };
+            return AltStackGuard {
+                mapping: None,
+                _not_send: std::marker::PhantomData,
+            };
         }
         // SAFETY: our own fresh mapping; the lowest page becomes a guard.
         unsafe { libc::mprotect(ptr, page, libc::PROT_NONE) };
@@ -318,15 +352,22 @@ pub(crate) fn install_alt_stack_for_thread() -> AltStackGuard {
         if unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) } != 0 {
             // SAFETY: unmapping the mapping we just made, never installed.
             unsafe { libc::munmap(ptr, len) };
-            return AltStackGuard { mapping: None };
+            return AltStackGuard {
+                mapping: None,
+                _not_send: std::marker::PhantomData,
+            };
         }
         AltStackGuard {
             mapping: Some((ptr as usize, len)),
+            _not_send: std::marker::PhantomData,
         }
     }
     #[cfg(not(unix))]
     {
-        AltStackGuard { mapping: None }
+        AltStackGuard {
+            mapping: None,
+            _not_send: std::marker::PhantomData,
+        }
     }
 }
 

@@ -1,0 +1,160 @@
+//! The stack layer through the runtime's public API (issue 5): in every
+//! mode a recursion of depth 1,000,000 that calls `ensure_sufficient_stack`
+//! at every level completes, also from many tasks at once and across fiber
+//! suspends; and an unbounded recursion in a task ends the process with a
+//! message naming the worker and the activity label.
+
+use std::process::{Command, Output};
+
+use weft_runtime::{
+    ensure_sufficient_stack, join, par_map, remaining_stack, set_current_activity, Jobserver,
+    Latch, Mode, Runtime,
+};
+
+const DEPTH: u64 = 1_000_000;
+const CHILD_ENV: &str = "WEFT_STACK_RUNTIME_CHILD";
+
+fn modes() -> Vec<Mode> {
+    Mode::ALL
+        .into_iter()
+        .filter(|&m| m != Mode::Fibers || cfg!(feature = "fibers"))
+        .collect()
+}
+
+fn runtime(mode: Mode, threads: usize) -> Runtime {
+    Runtime::builder()
+        .mode(mode)
+        .threads(threads)
+        .jobserver(Jobserver::Disabled)
+        .build()
+        .unwrap()
+}
+
+#[inline(never)]
+fn chain(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    ensure_sufficient_stack(|| chain(n - 1) + 1)
+}
+
+#[cfg(feature = "fibers")]
+#[test]
+fn depth_one_million_in_every_mode() {
+    for mode in modes() {
+        let rt = runtime(mode, 2);
+        let (depth, remaining) = rt.block_on(|| (chain(DEPTH), remaining_stack()));
+        assert_eq!(depth, DEPTH, "{mode}");
+        assert!(remaining.is_some(), "{mode}: bounds unknown on the worker");
+    }
+}
+
+/// Several deep tasks at once, each waiting (fiber suspends / thread
+/// blocks) at the bottom of its recursion, deep inside segments.
+#[cfg(feature = "fibers")]
+#[test]
+fn deep_tasks_wait_inside_segments() {
+    #[inline(never)]
+    fn dive(n: u64, latch: &Latch) -> u64 {
+        if n == 0 {
+            latch.wait();
+            return chain(DEPTH / 10);
+        }
+        ensure_sufficient_stack(|| dive(n - 1, latch) + 1)
+    }
+    for mode in modes() {
+        let rt = runtime(mode, 2);
+        let latch = Latch::new();
+        let depths = rt.block_on(|| {
+            let (a, b) = join(
+                || par_map(&[0u8; 4], |_, _| dive(DEPTH / 5, &latch)),
+                || latch.set(),
+            );
+            let () = b;
+            a
+        });
+        assert_eq!(depths, vec![DEPTH / 5 + DEPTH / 10; 4], "{mode}");
+    }
+}
+
+/// The child side; does nothing unless started by a test below.
+#[test]
+fn child_entry() {
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    #[inline(never)]
+    fn recurse_forever(n: u64) -> u64 {
+        let frame = [n; 32];
+        let first = std::hint::black_box(&frame)[0];
+        if std::hint::black_box(n) == u64::MAX {
+            return first;
+        }
+        recurse_forever(n + 1).wrapping_add(first)
+    }
+    let rt = Runtime::builder()
+        .mode(mode.parse().unwrap())
+        .threads(2)
+        .stack_size(256 * 1024)
+        .jobserver(Jobserver::Disabled)
+        .build()
+        .unwrap();
+    rt.block_on(|| {
+        let _label = set_current_activity("const_value(a::A)");
+        assert!(remaining_stack().is_some());
+        recurse_forever(0)
+    });
+    unreachable!("the task should have overflowed its stack");
+}
+
+fn run_child(mode: Mode) -> Output {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, mode.to_string())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    eprintln!(
+        "child {mode}: {:?}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[cfg(feature = "fibers")]
+#[test]
+fn fiber_overflow_in_a_task_is_reported() {
+    let out = run_child(Mode::Fibers);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(134), "{stderr}");
+    assert!(
+        stderr.contains("weft: fiber stack overflow on worker "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            " while computing const_value(a::A); stack size 262144 bytes; raise it with \
+             --stack-size or Runtime::builder().stack_size()"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn thread_overflow_in_a_task_is_reported() {
+    let out = run_child(Mode::Threads);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("has overflowed its stack"), "{stderr}");
+    if cfg!(feature = "fibers") {
+        assert!(
+            stderr.contains("weft: thread stack overflow on worker "),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("while computing const_value(a::A)"),
+            "{stderr}"
+        );
+    }
+}
