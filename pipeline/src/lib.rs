@@ -25,6 +25,7 @@ pub mod def_map;
 pub mod item_tree;
 pub mod lower;
 pub mod panics;
+pub mod profile_out;
 pub mod report;
 pub mod simulate;
 pub mod source;

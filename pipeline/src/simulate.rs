@@ -461,6 +461,9 @@ impl Simulation {
     }
 }
 
+/// The `prog` of a frame that marks a fork's join; its `pc` is the join.
+const JOIN_MARK: usize = usize::MAX;
+
 /// A frame of a simulated stack: a program and where it is.
 struct Frame {
     prog: usize,
@@ -626,13 +629,34 @@ impl<'s> Machine<'s> {
 
     /// Runs stack `s` on worker `w` until it works, waits or finishes.
     fn step(&mut self, w: usize, s: usize) {
+        let sim = self.sim;
         loop {
-            let Some(frame) = self.stacks[s].frames.last_mut() else {
+            let Some(top) = self.stacks[s].frames.last() else {
                 self.release(w);
                 return;
             };
-            let prog = &self.sim.progs[frame.prog];
-            if frame.pc >= prog.len() {
+            let (prog, pc) = (top.prog, top.pc);
+            if prog == JOIN_MARK {
+                // After a fork's inline child: claim a child nobody took, or
+                // wait for the rest.
+                let j = pc;
+                if let Some(k) = self.joins[j].offered.pop() {
+                    if let Some(pos) = self.deques[w].iter().position(|o| o.prog == k && o.join == j) {
+                        self.deques[w].remove(pos);
+                    }
+                    self.push_frame(s, k, None, Some(j));
+                    continue;
+                }
+                if self.joins[j].remaining == 0 {
+                    self.stacks[s].frames.pop();
+                    continue;
+                }
+                self.joins[j].waiter = Some(s);
+                self.wait(w, s);
+                return;
+            }
+            let steps = &sim.progs[prog];
+            if pc >= steps.len() {
                 let frame = self.stacks[s].frames.pop().expect("frame");
                 if let Some(e) = frame.exec {
                     self.execs[e] = ExecState::Done;
@@ -644,102 +668,63 @@ impl<'s> Machine<'s> {
                     self.joins[j].remaining -= 1;
                     if self.joins[j].remaining == 0 {
                         if let Some(waiter) = self.joins[j].waiter.take() {
-                            if waiter != s {
-                                self.wake(waiter);
-                            }
+                            self.wake(waiter);
                         }
                     }
                 }
-                if self.stacks[s].frames.is_empty() && s == 0 {
+                if s == 0 && self.stacks[s].frames.is_empty() {
                     self.finished = true;
                 }
                 continue;
             }
-            let step = prog[frame.pc].clone();
-            match step {
+            self.stacks[s].frames.last_mut().expect("frame").pc += 1;
+            match &steps[pc] {
                 Step::Work(ns) => {
-                    frame.pc += 1;
                     self.schedule(w, self.now + ns);
                     return;
                 }
-                Step::Read(e) => match self.execs[e] {
-                    ExecState::Done => frame.pc += 1,
-                    ExecState::Running(owner) if owner == s => frame.pc += 1,
-                    ExecState::NotStarted => {
-                        frame.pc += 1;
-                        self.execs[e] = ExecState::Running(s);
-                        let prog = self.sim.exec_prog[e];
-                        self.stacks[s].frames.push(Frame {
-                            prog,
-                            pc: 0,
-                            exec: Some(e),
-                            join: None,
-                        });
+                Step::Read(e) => {
+                    let e = *e;
+                    match self.execs[e] {
+                        ExecState::Done => {}
+                        ExecState::Running(owner) if owner == s => {}
+                        ExecState::NotStarted => {
+                            self.execs[e] = ExecState::Running(s);
+                            self.push_frame(s, sim.exec_prog[e], Some(e), None);
+                        }
+                        ExecState::Running(_) => {
+                            self.exec_waiters[e].push(s);
+                            self.wait(w, s);
+                            return;
+                        }
                     }
-                    ExecState::Running(_) => {
-                        frame.pc += 1;
-                        self.exec_waiters[e].push(s);
-                        self.wait(w, s);
-                        return;
-                    }
-                },
+                }
                 Step::Fork(kids) => {
-                    // The join's index is kept in the frame's pc trick: a
-                    // fork step is passed once; its join waits below.
-                    frame.pc += 1;
                     let j = self.joins.len();
                     self.joins.push(Join {
                         remaining: kids.len(),
                         waiter: None,
-                        offered: kids[1..].to_vec(),
+                        offered: kids.iter().skip(1).rev().copied().collect(),
                     });
-                    for &k in kids[1..].iter().rev() {
+                    for &k in kids.iter().skip(1).rev() {
                         self.deques[w].push_back(Offered { prog: k, join: j });
                     }
-                    // After all children, the stack claims leftovers and waits.
                     self.stacks[s].frames.push(Frame {
-                        prog: usize::MAX,
+                        prog: JOIN_MARK,
                         pc: j,
                         exec: None,
                         join: None,
                     });
                     if let Some(&first) = kids.first() {
-                        self.stacks[s].frames.push(Frame {
-                            prog: first,
-                            pc: 0,
-                            exec: None,
-                            join: Some(j),
-                        });
+                        self.push_frame(s, first, None, Some(j));
                     }
                 }
-            }
-            // A join marker on top: claim an offered child or wait.
-            while let Some(top) = self.stacks[s].frames.last() {
-                if top.prog != usize::MAX {
-                    break;
-                }
-                let j = top.pc;
-                if let Some(k) = self.joins[j].offered.pop() {
-                    if let Some(pos) = self.deques[w].iter().position(|o| o.prog == k && o.join == j) {
-                        self.deques[w].remove(pos);
-                    }
-                    self.stacks[s].frames.push(Frame {
-                        prog: k,
-                        pc: 0,
-                        exec: None,
-                        join: Some(j),
-                    });
-                    break;
-                }
-                if self.joins[j].remaining == 0 {
-                    self.stacks[s].frames.pop();
-                    continue;
-                }
-                self.joins[j].waiter = Some(s);
-                self.wait(w, s);
-                return;
             }
         }
+    }
+
+    fn push_frame(&mut self, s: usize, prog: usize, exec: Option<usize>, join: Option<usize>) {
+        self.stacks[s].frames.push(Frame { prog, pc: 0, exec, join });
     }
 
     /// Stack `s` on worker `w` waits: fibers free the worker, threads block it.

@@ -44,3 +44,8 @@ pub enum QueryError {
         message: String,
     },
 }
+
+/// The README's library example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
