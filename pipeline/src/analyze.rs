@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use weft_queries::QueryError;
 
 use crate::cli::{runtime_builder, RunOpts, UsageError};
+use crate::profile_out::Profiling;
 use crate::crate_graph::{CrateGraph, CrateId};
 use crate::db::{Db, Engine};
 use crate::report::{render_json, render_text, CrateReport, CrateReportQuery};
@@ -60,6 +61,8 @@ pub struct Analysis {
     pub reports: Vec<Arc<CrateReport>>,
     /// Wall time of loading and analysis.
     pub wall: std::time::Duration,
+    /// The measured window of the query run, for `--profile`/`--trace`/`--timings`.
+    pub profiling: Profiling,
 }
 
 /// Loads and analyzes `args.path`; no output except the progress bar.
@@ -82,6 +85,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
     });
     let ids: Vec<CrateId> = (0..graph.crates.len() as CrateId).collect();
     let engine = Engine::new(runtime, Db::new(graph, bar));
+    let mut profiling = Profiling::start(&engine, &args.run);
     let results: Vec<Result<Arc<CrateReport>, QueryError>> = engine.run(|cx| {
         weft_runtime::par_map(&ids, |_, k| {
             let r = cx.try_get::<CrateReportQuery>(*k);
@@ -89,6 +93,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
             r
         })
     });
+    profiling.stop();
     engine.db().progress.finish();
     let mut reports = Vec::with_capacity(results.len());
     for (k, r) in ids.iter().zip(results) {
@@ -104,6 +109,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
         engine,
         reports,
         wall: start.elapsed(),
+        profiling,
     })
 }
 
@@ -139,7 +145,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         rt.mode(),
         rt.num_threads()
     );
-    // Profiling output (`--profile`, `--trace`, `--timings`) goes here, after
-    // the run, from `analysis.engine`.
+    // Profiling output (`--profile`, `--trace`, `--timings`), after the run.
+    analysis.profiling.finish(&analysis.engine, &args.run)?;
     Ok(())
 }

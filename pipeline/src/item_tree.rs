@@ -297,7 +297,7 @@ impl IntTy {
     /// Smallest value.
     pub fn min(self) -> i128 {
         if self.signed() {
-            -(1i128 << (self.bits() - 1))
+            i128::MIN >> (128 - self.bits())
         } else {
             0
         }

@@ -74,7 +74,11 @@ impl Profiling {
     /// # Errors
     ///
     /// When a file cannot be written.
-    pub fn finish<D: Send + Sync + 'static>(&self, engine: &Engine<D>, opts: &RunOpts) -> anyhow::Result<()> {
+    pub fn finish<D: Send + Sync + 'static>(
+        &self,
+        engine: &Engine<D>,
+        opts: &RunOpts,
+    ) -> anyhow::Result<()> {
         if !self.on {
             return Ok(());
         }
@@ -96,7 +100,8 @@ pub fn write_outputs(profile: &Profile, opts: &RunOpts) -> anyhow::Result<()> {
         eprint!("{}", profile.render_table());
     }
     if let Some(path) = &opts.trace {
-        write_file(path, |f| write_chrome_trace(profile, f)).with_context(|| format!("cannot write the trace to {}", path.display()))?;
+        write_file(path, |f| write_chrome_trace(profile, f))
+            .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }
     if let Some(path) = &opts.timings {
         write_file(path, |f| write_svg_timeline(profile, f))
@@ -105,7 +110,10 @@ pub fn write_outputs(profile: &Profile, opts: &RunOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, write: impl FnOnce(BufWriter<File>) -> std::io::Result<()>) -> std::io::Result<()> {
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let f = File::create(path)?;
     write(BufWriter::new(f))
 }

@@ -34,7 +34,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use serde_json::Value;
-use weft_queries::profile::{intern_query_name, ExecRecord, ForkRecord, Profile, ReadKind, ReadRecord, WaitRecord, WorkerStats};
+use weft_queries::profile::{
+    intern_query_name, ExecRecord, ForkRecord, Profile, ReadKind, ReadRecord, WaitRecord,
+    WorkerStats,
+};
 
 use crate::cli::UsageError;
 
@@ -45,11 +48,21 @@ pub struct SimulateArgs {
     #[arg(value_name = "TRACE")]
     pub trace: PathBuf,
     /// Worker counts to simulate, comma-separated.
-    #[arg(long, value_name = "P,..", value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    #[arg(
+        long,
+        value_name = "P,..",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32"
+    )]
     pub workers: Vec<usize>,
     /// Modes to simulate, comma-separated: fibers (a wait frees the worker),
     /// threads (a wait blocks it).
-    #[arg(long, value_name = "MODE,..", value_delimiter = ',', default_value = "fibers,threads")]
+    #[arg(
+        long,
+        value_name = "MODE,..",
+        value_delimiter = ',',
+        default_value = "fibers,threads"
+    )]
     pub mode: Vec<SimMode>,
 }
 
@@ -82,9 +95,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         .map_err(|e| UsageError(format!("cannot read {}: {e}", args.trace.display())))?;
     let json: Value = serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("{} is not JSON: {e}", args.trace.display())))?;
-    let profile = profile_from_trace(&json).map_err(|e| UsageError(format!("{}: {e:#}", args.trace.display())))?;
+    let profile = profile_from_trace(&json)
+        .map_err(|e| UsageError(format!("{}: {e:#}", args.trace.display())))?;
     if args.workers.contains(&0) {
-        bail!(UsageError("--workers: every count must be at least 1".into()));
+        bail!(UsageError(
+            "--workers: every count must be at least 1".into()
+        ));
     }
     print!("{}", report(&profile, &args.workers, &args.mode));
     Ok(())
@@ -141,21 +157,34 @@ pub fn report(profile: &Profile, workers: &[usize], modes: &[SimMode]) -> String
 ///
 /// When the object is missing or malformed.
 pub fn profile_from_trace(json: &Value) -> anyhow::Result<Profile> {
-    let w = json.get("weft").context("no \"weft\" object: not a trace written by weft --trace")?;
-    let u = |v: &Value, k: &str| -> anyhow::Result<u64> { v.get(k).and_then(Value::as_u64).with_context(|| format!("missing `{k}`")) };
+    let w = json
+        .get("weft")
+        .context("no \"weft\" object: not a trace written by weft --trace")?;
+    let u = |v: &Value, k: &str| -> anyhow::Result<u64> {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .with_context(|| format!("missing `{k}`"))
+    };
     let ou = |v: &Value| v.as_u64();
     let read = |r: &Value| -> anyhow::Result<ReadRecord> {
         let a = r.as_array().context("a read is not an array")?;
         Ok(ReadRecord {
             target: a.first().and_then(Value::as_u64).context("read target")?,
-            kind: a.get(1).and_then(Value::as_str).and_then(ReadKind::parse).context("read kind")?,
+            kind: a
+                .get(1)
+                .and_then(Value::as_str)
+                .and_then(ReadKind::parse)
+                .context("read kind")?,
             strand: a.get(2).and_then(Value::as_u64).context("read strand")?,
             at_ns: a.get(3).and_then(Value::as_u64).context("read time")?,
             self_before_ns: a.get(4).and_then(ou),
         })
     };
     let arr = |v: &Value, k: &str| -> anyhow::Result<Vec<Value>> {
-        Ok(v.get(k).and_then(Value::as_array).cloned().unwrap_or_default())
+        Ok(v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
     };
     let mut execs = Vec::new();
     for e in arr(w, "execs")? {
@@ -174,15 +203,26 @@ pub fn profile_from_trace(json: &Value) -> anyhow::Result<Profile> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         execs.push(ExecRecord {
             exec: u(&e, "exec")?,
-            query: intern_query_name(e.get("query").and_then(Value::as_str).context("missing `query`")?),
-            key: e.get("key").and_then(Value::as_str).unwrap_or("").to_owned(),
+            query: intern_query_name(
+                e.get("query")
+                    .and_then(Value::as_str)
+                    .context("missing `query`")?,
+            ),
+            key: e
+                .get("key")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             worker: e.get("worker").and_then(ou).map(|w| w as usize),
             strand: u(&e, "strand")?,
             start_ns: u(&e, "start_ns")?,
             end_ns: u(&e, "end_ns")?,
             self_ns: u(&e, "self_ns")?,
             parent: e.get("parent").and_then(ou),
-            reads: arr(&e, "reads")?.iter().map(read).collect::<anyhow::Result<_>>()?,
+            reads: arr(&e, "reads")?
+                .iter()
+                .map(read)
+                .collect::<anyhow::Result<_>>()?,
             waits,
         });
     }
@@ -201,7 +241,11 @@ pub fn profile_from_trace(json: &Value) -> anyhow::Result<Profile> {
     let hits: BTreeMap<&'static str, u64> = w
         .get("hits")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((intern_query_name(k), v.as_u64()?))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((intern_query_name(k), v.as_u64()?)))
+                .collect()
+        })
         .unwrap_or_default();
     let worker_stats = arr(w, "worker_stats")?
         .iter()
@@ -218,12 +262,19 @@ pub fn profile_from_trace(json: &Value) -> anyhow::Result<Profile> {
         })
         .collect();
     Ok(Profile {
-        mode: w.get("mode").and_then(Value::as_str).unwrap_or("?").to_owned(),
+        mode: w
+            .get("mode")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned(),
         workers: u(w, "workers")? as usize,
         start_ns: u(w, "start_ns")?,
         wall_ns: u(w, "wall_ns")?,
         execs,
-        roots: arr(w, "roots")?.iter().map(read).collect::<anyhow::Result<_>>()?,
+        roots: arr(w, "roots")?
+            .iter()
+            .map(read)
+            .collect::<anyhow::Result<_>>()?,
         hits,
         forks,
         worker_stats,
@@ -264,18 +315,28 @@ struct Builder<'p> {
 
 impl<'p> Builder<'p> {
     fn new(p: &'p Profile) -> Builder<'p> {
-        let index = p.execs.iter().enumerate().map(|(i, e)| (e.exec, i)).collect();
+        let index = p
+            .execs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.exec, i))
+            .collect();
         let mut groups: BTreeMap<(u64, u64), (Vec<u64>, u64)> = BTreeMap::new();
         let mut fork_parent = HashMap::new();
         for f in &p.forks {
-            let g = groups.entry((f.parent, f.group)).or_insert((Vec::new(), f.at_ns));
+            let g = groups
+                .entry((f.parent, f.group))
+                .or_insert((Vec::new(), f.at_ns));
             g.0.push(f.child);
             g.1 = g.1.min(f.at_ns);
             fork_parent.insert(f.child, f.parent);
         }
         let mut forks_by_parent: HashMap<u64, Vec<(u64, Vec<u64>, u64)>> = HashMap::new();
         for ((parent, group), (children, at)) in groups {
-            forks_by_parent.entry(parent).or_default().push((group, children, at));
+            forks_by_parent
+                .entry(parent)
+                .or_default()
+                .push((group, children, at));
         }
         let mut execs_by_home: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, e) in p.execs.iter().enumerate() {
@@ -318,7 +379,14 @@ impl<'p> Builder<'p> {
     /// The program of `owner`'s part of logical strand `strand`; `home`
     /// says whether to place the owner's self time on it. `seen` collects
     /// the strands visited.
-    fn strand_prog(&mut self, strand: u64, owner: Option<usize>, reads: &[ReadRecord], home: bool, seen: &mut HashSet<u64>) -> usize {
+    fn strand_prog(
+        &mut self,
+        strand: u64,
+        owner: Option<usize>,
+        reads: &[ReadRecord],
+        home: bool,
+        seen: &mut HashSet<u64>,
+    ) -> usize {
         seen.insert(strand);
         // (time, tie, step) items, and (time, progress) for self time.
         let mut items: Vec<(u64, usize, Step)> = Vec::new();
@@ -334,7 +402,11 @@ impl<'p> Builder<'p> {
                 }
             }
         }
-        let groups = self.forks_by_parent.get(&strand).cloned().unwrap_or_default();
+        let groups = self
+            .forks_by_parent
+            .get(&strand)
+            .cloned()
+            .unwrap_or_default();
         for (g, (_, children, at)) in groups.into_iter().enumerate() {
             if self.owner(strand, at) != owner {
                 continue;
@@ -399,7 +471,10 @@ impl<'p> Builder<'p> {
             .collect();
         // Place the fork before the first home step that follows it in time.
         let mut steps = std::mem::take(&mut self.progs[prog]);
-        let pos = steps.iter().position(|s| matches!(s, Step::Work(_))).unwrap_or(steps.len());
+        let pos = steps
+            .iter()
+            .position(|s| matches!(s, Step::Work(_)))
+            .unwrap_or(steps.len());
         let _ = first;
         steps.insert(pos.min(steps.len()), Step::Fork(kids));
         self.progs[prog] = steps;
@@ -589,10 +664,15 @@ impl<'s> Machine<'s> {
                 }
                 let task = self.deques[w].pop_back().or_else(|| {
                     if let Some(prog) = self.injector.pop_front() {
-                        return Some(Offered { prog, join: usize::MAX });
+                        return Some(Offered {
+                            prog,
+                            join: usize::MAX,
+                        });
                     }
                     let n = self.deques.len();
-                    (1..n).map(|k| (w + k) % n).find_map(|v| self.deques[v].pop_front())
+                    (1..n)
+                        .map(|k| (w + k) % n)
+                        .find_map(|v| self.deques[v].pop_front())
                 });
                 if let Some(t) = task {
                     if t.join != usize::MAX {
@@ -641,7 +721,10 @@ impl<'s> Machine<'s> {
                 // wait for the rest.
                 let j = pc;
                 if let Some(k) = self.joins[j].offered.pop() {
-                    if let Some(pos) = self.deques[w].iter().position(|o| o.prog == k && o.join == j) {
+                    if let Some(pos) = self.deques[w]
+                        .iter()
+                        .position(|o| o.prog == k && o.join == j)
+                    {
                         self.deques[w].remove(pos);
                     }
                     self.push_frame(s, k, None, Some(j));
@@ -724,7 +807,12 @@ impl<'s> Machine<'s> {
     }
 
     fn push_frame(&mut self, s: usize, prog: usize, exec: Option<usize>, join: Option<usize>) {
-        self.stacks[s].frames.push(Frame { prog, pc: 0, exec, join });
+        self.stacks[s].frames.push(Frame {
+            prog,
+            pc: 0,
+            exec,
+            join,
+        });
     }
 
     /// Stack `s` on worker `w` waits: fibers free the worker, threads block it.
@@ -788,7 +876,11 @@ mod tests {
         let mut p = Profile {
             mode: "serial".into(),
             workers: 1,
-            execs: vec![exec(1, 10, 50, &[]), exec(2, 11, 100, &[(1, 11)]), exec(3, 12, 100, &[(1, 12)])],
+            execs: vec![
+                exec(1, 10, 50, &[]),
+                exec(2, 11, 100, &[(1, 11)]),
+                exec(3, 12, 100, &[(1, 12)]),
+            ],
             ..Profile::default()
         };
         p.execs[0].strand = 11;

@@ -43,6 +43,7 @@ use weft_queries::{Cx, Engine, Query};
 use weft_runtime::{Mode, Runtime};
 
 use crate::cli::RunOpts;
+use crate::profile_out::Profiling;
 
 /// Arguments of `weft synth`.
 #[derive(Debug, Clone, Args)]
@@ -351,16 +352,27 @@ struct Outcome {
 /// Runs `graph` on `runtime`; with `busy_log`, records and writes the busy
 /// intervals. The engine and the runtime are dropped before this returns,
 /// on success and on error alike, so every jobserver token is handed back.
-fn run_once(runtime: Runtime, graph: Graph, busy_log: Option<&Path>) -> anyhow::Result<Outcome> {
+fn run_once(
+    runtime: Runtime,
+    graph: Graph,
+    busy_log: Option<&Path>,
+    profile: Option<&RunOpts>,
+) -> anyhow::Result<Outcome> {
     if busy_log.is_some() {
         runtime.enable_busy_log();
     }
     let (mode, workers) = (runtime.mode(), runtime.num_threads());
     let root = graph.root;
     let engine = Engine::new(runtime.clone(), graph);
+    // `--profile`, `--trace`, `--timings` (see `profile_out.rs`).
+    let mut profiling = profile.map(|opts| Profiling::start(&engine, opts));
     let start = Instant::now();
     let value = engine.get::<SynthNode>(root);
     let wall = start.elapsed();
+    if let (Some(p), Some(opts)) = (profiling.as_mut(), profile) {
+        p.stop();
+        p.finish(&engine, opts)?;
+    }
     let written = busy_log.map(|path| write_busy_log(path, &runtime.busy_log()));
     drop(engine);
     drop(runtime);
@@ -430,7 +442,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             let mut opts = args.run.clone();
             opts.mode = mode;
             let runtime = crate::cli::build_runtime(&opts)?;
-            let o = run_once(runtime, graph.clone(), None)?;
+            let o = run_once(runtime, graph.clone(), None, None)?;
             note(&summary(&o));
             if o.checksum != rows.first().map_or(o.checksum, |r| r.checksum) {
                 anyhow::bail!("checksum differs in {} mode", o.mode);
@@ -440,7 +452,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         rows[0]
     } else {
         let runtime = crate::cli::build_runtime(&args.run)?;
-        let o = run_once(runtime, graph, args.busy_log.as_deref())?;
+        let o = run_once(runtime, graph, args.busy_log.as_deref(), Some(&args.run))?;
         note(&summary(&o));
         o
     };

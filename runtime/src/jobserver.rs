@@ -71,6 +71,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 /// Where a runtime's job tokens come from.
@@ -374,6 +375,10 @@ pub(crate) struct Tokens {
     limited: Option<Limited>,
     /// Mirror of `State::logging` for the lock-free fast path when disabled.
     logging: AtomicBool,
+    /// Per worker: it went through `acquire` and not yet through `release`.
+    /// Read and written only by that worker (Relaxed), so the common calls
+    /// (acquire while busy, release while idle) take no lock.
+    busy: Box<[CachePadded<AtomicBool>]>,
 }
 
 impl Tokens {
@@ -450,6 +455,9 @@ impl Tokens {
             shared,
             limited,
             logging: AtomicBool::new(false),
+            busy: (0..workers)
+                .map(|_| CachePadded::new(AtomicBool::new(false)))
+                .collect(),
         }
     }
 
@@ -463,6 +471,15 @@ impl Tokens {
     /// [`Tokens::shutdown`] ran or the jobserver broke. The caller must hold
     /// no scheduler lock.
     pub(crate) fn acquire(&self, worker: usize) {
+        // Relaxed: only `worker` itself touches its flag.
+        if self.busy[worker].load(Ordering::Relaxed) {
+            return;
+        }
+        self.acquire_slow(worker);
+        self.busy[worker].store(true, Ordering::Relaxed);
+    }
+
+    fn acquire_slow(&self, worker: usize) {
         let Some(limited) = &self.limited else {
             // Relaxed: the busy log is diagnostics; a worker that misses a
             // just-enabled flag records from its next acquire on.
@@ -524,6 +541,13 @@ impl Tokens {
     /// blocks on a latch: hands its token to a waiting worker, or back to the
     /// jobserver, or frees the implicit slot. No-op if it holds nothing.
     pub(crate) fn release(&self, worker: usize) {
+        // Relaxed: only `worker` itself touches its flag.
+        if self.busy[worker].swap(false, Ordering::Relaxed) {
+            self.release_slow(worker);
+        }
+    }
+
+    fn release_slow(&self, worker: usize) {
         if self.limited.is_none() && !self.logging.load(Ordering::Relaxed) {
             return;
         }

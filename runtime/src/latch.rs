@@ -44,12 +44,10 @@
 //! The latch lives in an `Arc`: a setter may still be inside `set` (unlocking
 //! the mutex, notifying) when the woken waiter returns and drops its handle.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::registry::{self, Registry};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
 
 /// A one-shot latch. Cloning gives another handle to the same latch.
 ///
@@ -76,6 +74,7 @@ struct Waiters {
 }
 
 /// A parked fiber: its home worker and its slot in that worker's fiber set.
+#[cfg_attr(not(feature = "fibers"), allow(dead_code))]
 pub(crate) struct FiberWaiter {
     pub(crate) registry: Arc<Registry>,
     pub(crate) worker: usize,
@@ -156,6 +155,7 @@ impl Latch {
     /// Registers a fiber that has *already* switched away. Returns `false`
     /// when the latch is already set: the caller must make the fiber runnable
     /// itself. See the module doc for why this cannot lose a wake-up.
+    #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
     pub(crate) fn register_fiber(&self, waiter: FiberWaiter) -> bool {
         let mut state = self.inner.state.lock();
         if self.inner.set.load(Ordering::Relaxed) {

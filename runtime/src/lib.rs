@@ -28,11 +28,14 @@ mod fiber;
 mod jobserver;
 mod join;
 mod latch;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod mode;
 mod registry;
 mod sleep;
 #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
 mod stack;
+mod sync;
 pub mod trace;
 mod worker_local;
 
@@ -44,5 +47,5 @@ pub use mode::{Mode, ParseModeError};
 pub use registry::{
     current_mode, current_worker_index, BuildError, Builder, Runtime, DEFAULT_STACK_SIZE,
 };
-pub use stack::{ensure_sufficient_stack, remaining_stack, set_current_activity};
+pub use stack::{ensure_sufficient_stack, remaining_stack, set_current_activity, ActivityGuard};
 pub use worker_local::WorkerLocal;

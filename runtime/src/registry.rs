@@ -108,10 +108,6 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn mode(&self) -> Mode {
-        self.mode
-    }
-
     pub(crate) fn num_threads(&self) -> usize {
         self.stealers.len()
     }

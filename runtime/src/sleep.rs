@@ -41,10 +41,9 @@
 //!
 //! A stale `notified` costs one extra loop of the worker, nothing more.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-
 use crossbeam_utils::CachePadded;
-use parking_lot::{Condvar, Mutex};
+
+use crate::sync::{fence, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
 
 /// The sleep state of a worker pool.
 pub(crate) struct Sleep {

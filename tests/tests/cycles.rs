@@ -439,3 +439,124 @@ fn two_cycle_result_does_not_depend_on_timing() {
         }
     }
 }
+
+/// Panics: a dependency that fails for its own reason.
+struct Failing;
+
+impl Query for Failing {
+    type Db = Db;
+    type Key = u32;
+    type Value = String;
+    const NAME: &'static str = "failing";
+
+    fn compute(_: &Cx<'_, Db>, key: &u32) -> String {
+        weft_tests::inject_panic(format_args!("failing {key}"))
+    }
+}
+
+/// `mixed_a(k)` asks for `mixed_b(k)`.
+struct MixedA;
+
+impl Query for MixedA {
+    type Db = Db;
+    type Key = u32;
+    type Value = String;
+    const NAME: &'static str = "mixed_a";
+
+    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
+        let db = cx.db();
+        if db.force {
+            db.started[0].set();
+            db.started[1].wait();
+        }
+        cx.get::<MixedB>(*key)
+    }
+}
+
+/// `mixed_b(k)` asks, in one `par_map`, for `failing(k)` (item 0) and for
+/// `mixed_a(k)` (item 1, closing the cycle).
+struct MixedB;
+
+impl Query for MixedB {
+    type Db = Db;
+    type Key = u32;
+    type Value = String;
+    const NAME: &'static str = "mixed_b";
+
+    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
+        let db = cx.db();
+        if db.force {
+            db.started[1].set();
+            db.started[0].wait();
+        }
+        par_map(&[0, 1], |i, _| {
+            if i == 0 {
+                cx.get::<Failing>(*key)
+            } else {
+                cx.get::<MixedA>(*key)
+            }
+        })
+        .concat()
+    }
+}
+
+/// A cycle member that also depends on something that fails for another
+/// reason, in the same `par_map` as its cycle edge. Whatever error unwinds
+/// through `mixed_b`'s `par_map` (item 0's panic is the lowest index), both
+/// members are in the cycle and must end as `Cycle [mixed_a(0), mixed_b(0)]`,
+/// whichever member was entered first and whichever worker closed it.
+///
+/// ```text
+///  worker X                            worker Y
+///  join: get(mixed_a(0))               get(mixed_b(0))
+///    (forced: both started)              par_map: item 0: get(failing(0)) → panics
+///    get(mixed_b(0)) ⏳                            item 1: get(mixed_a(0)) → cycle
+///  mixed_a(0), mixed_b(0): Err(Cycle [mixed_a(0), mixed_b(0)])
+///  failing(0): Err(Panicked failing(0))
+/// ```
+///
+/// Found by `random_dags` (seed 0x2a0e5fee0810466c, 26 nodes: node 4 was
+/// `Cycle [9, 10]` with 4 workers instead of `Cycle [4, 5]`).
+#[test]
+fn cycle_member_whose_other_dependency_fails() {
+    weft_tests::quiet_injected_panics();
+    let mut mismatches = Vec::new();
+    for entry in ["a", "b", "both"] {
+        let results = for_each_config(move |mode, threads| {
+            let force = entry == "both" && can_wait_concurrently(mode, threads, 2);
+            let engine = Engine::new(runtime(mode, threads), Db::new(2, [false; 3], force));
+            let (a, b) = match entry {
+                "a" => {
+                    let a = engine.get::<MixedA>(0);
+                    (a, engine.get::<MixedB>(0))
+                }
+                "b" => {
+                    let b = engine.get::<MixedB>(0);
+                    (engine.get::<MixedA>(0), b)
+                }
+                _ => engine.run(|cx| {
+                    join(|| cx.try_get::<MixedA>(0), || cx.try_get::<MixedB>(0))
+                }),
+            };
+            (a, b, engine.get::<Failing>(0))
+        });
+        let c = Err(QueryError::Cycle(cycle(&[("mixed_a", "0"), ("mixed_b", "0")])));
+        let mut wrong = Vec::new();
+        for (config, (a, b, failing)) in results {
+            if a != c || b != c {
+                wrong.push(format!("[{config}] mixed_a: {a:?}\n    mixed_b: {b:?}"));
+            }
+            assert!(
+                matches!(failing, Err(QueryError::Panicked { query: "failing", .. })),
+                "[{config}] entered at {entry}: failing: {failing:?}"
+            );
+        }
+        mismatches.extend(wrong.into_iter().map(|w| format!("entered at {entry}: {w}")));
+    }
+    assert!(
+        mismatches.is_empty(),
+        "expected both members to be {c:?}, got:\n{}",
+        mismatches.join("\n"),
+        c = cycle(&[("mixed_a", "0"), ("mixed_b", "0")]),
+    );
+}

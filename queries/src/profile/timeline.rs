@@ -244,7 +244,13 @@ pub(crate) fn worker_stats(profile: &Profile, events: &[ThreadEvents]) -> Vec<Wo
                 .map(|x| (x.start_ns.max(t0), x.end_ns.min(t1)))
                 .collect(),
         );
-        let (busy, mut waiting) = if mine.iter().all(|t| t.events.is_empty()) {
+        // Fork events alone (serial mode) say nothing about busy time.
+        let scheduled = mine.iter().any(|t| {
+            t.events
+                .iter()
+                .any(|e| !matches!(e.event, Event::Fork { .. }))
+        });
+        let (busy, mut waiting) = if !scheduled {
             let busy = union(
                 excl.iter()
                     .filter(|(_, _, i)| {

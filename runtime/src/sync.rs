@@ -1,0 +1,83 @@
+//! The synchronization primitives of the latch and sleep protocols, routed
+//! through one place so that `RUSTFLAGS="--cfg loom"` model-checks them (as
+//! tokio's and crossbeam's `sync` shims do).
+//!
+//! Normally these are `parking_lot`'s `Mutex`/`Condvar` and std's atomics.
+//! Under `cfg(loom)` they are loom's, wrapped to offer `parking_lot`'s API
+//! (`lock()` returns the guard; `Condvar::wait(&mut guard)`).
+//! Corosensei's stack switch cannot run under loom: the models exercise the
+//! thread-waiter paths, which share every lock and flag with the fiber path.
+
+#[cfg(not(loom))]
+pub(crate) use parking_lot::{Condvar, Mutex};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub(crate) use self::loom_shim::{Condvar, Mutex};
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+mod loom_shim {
+    /// `loom::sync::Mutex` with `parking_lot`'s API.
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Mutex::new(T::default())
+        }
+    }
+
+    /// The guard of [`Mutex`]; an `Option` so `Condvar::wait` can move it.
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(t: T) -> Self {
+            Mutex(loom::sync::Mutex::new(t))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().expect("loom mutex poisoned")))
+        }
+    }
+
+    impl<T> std::ops::Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().expect("guard present")
+        }
+    }
+
+    impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().expect("guard present")
+        }
+    }
+
+    /// `loom::sync::Condvar` with `parking_lot`'s API.
+    #[derive(Debug)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Default for Condvar {
+        fn default() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+    }
+
+    impl Condvar {
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let g = guard.0.take().expect("guard present");
+            guard.0 = Some(self.0.wait(g).expect("loom mutex poisoned"));
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
