@@ -17,9 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use weft_queries::QueryError;
 
 use crate::cli::{runtime_builder, RunOpts, UsageError};
-use crate::profile_out::Profiling;
 use crate::crate_graph::{CrateGraph, CrateId};
 use crate::db::{Db, Engine};
+use crate::profile_out::Profiling;
 use crate::report::{render_json, render_text, CrateReport, CrateReportQuery};
 
 /// Fiber stack size for the analysis: syn's parser and the lowering recurse
@@ -75,9 +75,9 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(graph.crates.len() as u64);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} crates, {msg}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} crates, {msg}",
+        ) {
             bar.set_style(style);
         }
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -101,7 +101,10 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
             Ok(r) => reports.push(r),
             Err(e) => {
                 let name = &engine.db().graph.krate(*k).name;
-                anyhow::bail!("internal failure while analyzing crate `{name}`:\n{}", describe(&e));
+                anyhow::bail!(
+                    "internal failure; query stack (outermost first):\n  crate_report({name})\n{}",
+                    describe(&e)
+                );
             }
         }
     }
@@ -120,7 +123,7 @@ fn describe(e: &QueryError) -> String {
             query,
             key,
             message,
-        } => format!("  query `{query}({key})` panicked: {message}"),
+        } => format!("  ...\n  {query}({key}) panicked: {message}"),
         QueryError::Cycle(c) => format!("  query cycle: {c}"),
     }
 }
@@ -134,7 +137,9 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     };
     let mut stdout = std::io::stdout().lock();
     // A closed stdout (`| head`) is not a failure of the analysis.
-    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
     let db = analysis.engine.db();
     let rt = analysis.engine.runtime();
     eprintln!(

@@ -139,7 +139,10 @@ impl Query for ConstValueQuery {
             map: &map,
             module: def.module,
         };
-        match ev.eval(expr, Some(ty)).and_then(|v| ev.expect(v, ty, expr.pos())) {
+        match ev
+            .eval(expr, Some(ty))
+            .and_then(|v| ev.expect(v, ty, expr.pos()))
+        {
             Ok(v) => ConstValue::Known(v),
             Err(Fail::Silent) => ConstValue::DependsOnError,
             Err(Fail::Error(e)) => ConstValue::Error(Arc::new(e)),
@@ -153,11 +156,18 @@ impl Query for ConstValueQuery {
 
 /// The message of a const cycle.
 pub fn cycle_message(cycle: &Cycle) -> String {
-    let mut names: Vec<String> = cycle.frames.iter().map(|f| format!("`{}`", f.key)).collect();
+    let mut names: Vec<String> = cycle
+        .frames
+        .iter()
+        .map(|f| format!("`{}`", f.key))
+        .collect();
     if let Some(first) = names.first().cloned() {
         names.push(first);
     }
-    format!("cycle detected when evaluating constant {}", names.join(" -> "))
+    format!(
+        "cycle detected when evaluating constant {}",
+        names.join(" -> ")
+    )
 }
 
 enum Fail {
@@ -200,7 +210,11 @@ impl Evaluator<'_, '_> {
         } else {
             Err(error(
                 pos,
-                format!("mismatched types: expected `{}`, found `{}`", ty.name(), v.ty.name()),
+                format!(
+                    "mismatched types: expected `{}`, found `{}`",
+                    ty.name(),
+                    v.ty.name()
+                ),
             ))
         }
     }
@@ -218,7 +232,10 @@ impl Evaluator<'_, '_> {
                     "MAX" => Ok(Target::Value(Val::wrap(ty, ty.max()))),
                     "MIN" => Ok(Target::Value(Val::wrap(ty, ty.min() as u128))),
                     "BITS" => Ok(Target::Value(Val::wrap(IntTy::U32, u128::from(ty.bits())))),
-                    _ => Err(unsupported(pos, format!("unsupported associated item `{path}`"))),
+                    _ => Err(unsupported(
+                        pos,
+                        format!("unsupported associated item `{path}`"),
+                    )),
                 };
             }
         }
@@ -296,9 +313,9 @@ impl Evaluator<'_, '_> {
                 if let CExpr::Int { value, .. } = &**inner {
                     // `-128i8`: the literal is negated before its range check.
                     let v = i128::try_from(*value).ok().map(|v| -v);
-                    return v
-                        .and_then(|v| Val::from_i128(ty, v))
-                        .ok_or_else(|| error(*pos, format!("literal out of range for `{}`", ty.name())));
+                    return v.and_then(|v| Val::from_i128(ty, v)).ok_or_else(|| {
+                        error(*pos, format!("literal out of range for `{}`", ty.name()))
+                    });
                 }
                 let v = self.eval(inner, Some(ty))?;
                 v.signed()
@@ -314,7 +331,10 @@ impl Evaluator<'_, '_> {
             CExpr::Binary(op, l, r, pos) => self.binary(*op, l, r, *pos, expected),
             CExpr::Cast(inner, ty, pos) => {
                 let Some(ty) = ty else {
-                    return Err(unsupported(*pos, "unsupported expression: cast to a non-integer type"));
+                    return Err(unsupported(
+                        *pos,
+                        "unsupported expression: cast to a non-integer type",
+                    ));
                 };
                 match &**inner {
                     CExpr::Bool(b, _) => return Ok(Val::wrap(*ty, u128::from(*b))),

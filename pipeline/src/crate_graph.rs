@@ -155,10 +155,11 @@ fn single(file: &Path, name: &str) -> CrateGraph {
 }
 
 fn host_triple() -> Option<String> {
-    let out = std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
-        .arg("-vV")
-        .output()
-        .ok()?;
+    let out =
+        std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+            .arg("-vV")
+            .output()
+            .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -186,6 +187,19 @@ fn crate_target(pkg: &cargo_metadata::Package) -> Option<&cargo_metadata::Target
         })
 }
 
+/// Adds every declared dependency (any kind) not yet in `list` as external.
+fn add_external_deps(
+    pkg: &cargo_metadata::Package,
+    list: &mut Vec<(Name, Option<cargo_metadata::PackageId>)>,
+) {
+    for d in &pkg.dependencies {
+        let name = crate_name(d.rename.as_deref().unwrap_or(&d.name));
+        if !list.iter().any(|(n, _)| *n == name) {
+            list.push((name, None));
+        }
+    }
+}
+
 fn from_metadata(manifest: &Path, deps: bool) -> Result<CrateGraph, InputError> {
     let mut cmd = MetadataCommand::new();
     cmd.manifest_path(manifest);
@@ -204,8 +218,10 @@ fn from_metadata(manifest: &Path, deps: bool) -> Result<CrateGraph, InputError> 
     let pkgs: BTreeMap<_, _> = meta.packages.iter().map(|p| (p.id.clone(), p)).collect();
 
     // Packages to analyze, with their normal dependencies (extern name, package id).
-    let mut selected: BTreeMap<cargo_metadata::PackageId, Vec<(Name, Option<cargo_metadata::PackageId>)>> =
-        BTreeMap::new();
+    let mut selected: BTreeMap<
+        cargo_metadata::PackageId,
+        Vec<(Name, Option<cargo_metadata::PackageId>)>,
+    > = BTreeMap::new();
     match (&meta.resolve, deps) {
         (Some(resolve), true) => {
             let nodes: BTreeMap<_, _> = resolve.nodes.iter().map(|n| (n.id.clone(), n)).collect();
@@ -222,6 +238,12 @@ fn from_metadata(manifest: &Path, deps: bool) -> Result<CrateGraph, InputError> 
                             stack.push(d.pkg.clone());
                         }
                     }
+                }
+                // Declared dependencies that are not resolved for this host,
+                // not enabled (`cfg(loom)`, optional features), or only for
+                // tests (`#[cfg(test)]` code is analyzed too) are external.
+                if let Some(pkg) = pkgs.get(&id) {
+                    add_external_deps(pkg, &mut list);
                 }
                 selected.insert(id, list);
             }
@@ -242,6 +264,7 @@ fn from_metadata(manifest: &Path, deps: bool) -> Result<CrateGraph, InputError> 
                         .cloned();
                     list.push((extern_name, member));
                 }
+                add_external_deps(pkg, &mut list);
                 selected.insert(id.clone(), list);
             }
         }

@@ -22,6 +22,9 @@ pub struct Db {
     pub graph: CrateGraph,
     /// Progress reporting (stderr only).
     pub progress: Progress,
+    /// Crate whose `crate_report` panics on purpose (`WEFT_INJECT_PANIC`),
+    /// to test the internal-failure path end to end.
+    pub inject_panic: Option<String>,
 }
 
 /// The engine type of the analysis.
@@ -39,6 +42,7 @@ impl Db {
                 crates: AtomicUsize::new(0),
                 bar,
             },
+            inject_panic: std::env::var("WEFT_INJECT_PANIC").ok(),
         }
     }
 

@@ -30,17 +30,11 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use weft_queries::{Diagnostic, Query, Severity};
+use weft_queries::{Diagnostic, Query};
 
 use crate::crate_graph::CrateId;
 use crate::db::{Cx, Db, DefId, FileKey};
-use crate::item_tree::{
-    count_items, ConstItem, FnBody, IntTy, Item, ItemKind, Name, Path, Pos, RawVis, UseKind,
-};
-use crate::source::ParseQuery;
-
-/// Crates that are always present and never analyzed.
-const BUILTIN_CRATES: [&str; 5] = ["std", "core", "alloc", "proc_macro", "test"];
+use crate::item_tree::{ConstItem, FnBody, IntTy, Name, Path, Pos, UseKind};
 
 /// A namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +47,7 @@ pub enum Ns {
     Macros,
 }
 
-const ALL_NS: [Ns; 3] = [Ns::Types, Ns::Values, Ns::Macros];
+pub(crate) const ALL_NS: [Ns; 3] = [Ns::Types, Ns::Values, Ns::Macros];
 
 /// What a name resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +87,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn ns(&self, ns: Ns) -> &BTreeMap<Name, Binding> {
+    pub(crate) fn ns(&self, ns: Ns) -> &BTreeMap<Name, Binding> {
         match ns {
             Ns::Types => &self.types,
             Ns::Values => &self.values,
@@ -180,12 +174,12 @@ pub struct DefData {
 /// An import that resolved to nothing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UnresolvedImport {
-    /// The path as written (`a::b::*` for a glob).
-    pub path: String,
     /// File, as displayed.
     pub file: String,
     /// Position.
     pub pos: Pos,
+    /// The path as written (`a::b::*` for a glob).
+    pub path: String,
 }
 
 /// Result of resolving a path.
@@ -223,12 +217,13 @@ pub struct DefMap {
     /// File, parse and module diagnostics.
     pub diagnostics: Vec<Diagnostic>,
     /// Methods by the type (or trait) they belong to.
-    assoc: FxHashMap<DefId, Vec<(Name, u32)>>,
+    pub(crate) assoc: FxHashMap<DefId, Vec<(Name, u32)>>,
     /// Names of crates usable as a path's first segment.
-    extern_prelude: BTreeMap<Name, Res>,
+    pub(crate) extern_prelude: BTreeMap<Name, Res>,
     /// Every crate this one depends on, transitively, finished.
-    dep_maps: FxHashMap<CrateId, Arc<DefMap>>,
-    edition_2015: bool,
+    pub(crate) dep_maps: FxHashMap<CrateId, Arc<DefMap>>,
+    /// Edition 2015: `use` paths are crate-relative.
+    pub(crate) edition_2015: bool,
 }
 
 /// The `def_map(crate)` query.
@@ -246,35 +241,29 @@ impl Query for DefMapQuery {
 }
 
 /// An import waiting for resolution.
-struct Import {
-    module: u32,
-    path: Path,
-    kind: UseKind,
-    vis: Vis,
-    file: u32,
-    pos: Pos,
+pub(crate) struct Import {
+    pub(crate) module: u32,
+    pub(crate) path: Path,
+    pub(crate) kind: UseKind,
+    pub(crate) vis: Vis,
+    pub(crate) file: u32,
+    pub(crate) pos: Pos,
 }
 
 /// An `impl` whose methods need their self type resolved.
-struct PendingImpl {
-    module: u32,
-    self_ty: Path,
-    fns: Vec<u32>,
+pub(crate) struct PendingImpl {
+    pub(crate) module: u32,
+    pub(crate) self_ty: Path,
+    pub(crate) fns: Vec<u32>,
 }
 
-/// A module file to load.
-struct FileJob {
-    file: PathBuf,
-    module: u32,
-    child_dir: PathBuf,
-}
-
-struct Builder<'a> {
-    map: DefMap,
-    db: &'a Db,
-    imports: Vec<Import>,
-    impls: Vec<PendingImpl>,
-    loaded: BTreeSet<PathBuf>,
+/// The def map under construction.
+pub(crate) struct Builder<'a> {
+    pub(crate) map: DefMap,
+    pub(crate) db: &'a Db,
+    pub(crate) imports: Vec<Import>,
+    pub(crate) impls: Vec<PendingImpl>,
+    pub(crate) loaded: BTreeSet<PathBuf>,
 }
 
 fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
@@ -344,7 +333,7 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
     let child_dir = root.parent().map(FsPath::to_path_buf).unwrap_or_default();
     b.load_modules(
         cx,
-        vec![FileJob {
+        vec![crate::module_tree::FileJob {
             file: root,
             module: 0,
             child_dir,
@@ -357,339 +346,7 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
     b.map
 }
 
-fn diag(file: String, pos: Pos, severity: Severity, message: String) -> Diagnostic {
-    Diagnostic {
-        file,
-        line: pos.line,
-        col: pos.col,
-        severity,
-        message,
-    }
-}
-
 impl Builder<'_> {
-    /// Loads module files level by level; each level is parsed in parallel.
-    fn load_modules(&mut self, cx: &Cx<'_>, mut level: Vec<FileJob>) {
-        while !level.is_empty() {
-            let parsed = weft_runtime::par_map(&level, |_, job| {
-                cx.get::<ParseQuery>(FileKey(Arc::from(job.file.as_path())))
-            });
-            let mut next = Vec::new();
-            for (job, pf) in level.iter().zip(parsed) {
-                let file = self.map.files.len() as u32;
-                self.map.files.push(FileKey(Arc::from(job.file.as_path())));
-                if pf.read {
-                    self.map.files_read += 1;
-                }
-                if let Some((pos, msg)) = &pf.error {
-                    let shown = self.db.display_path(&job.file);
-                    self.map
-                        .diagnostics
-                        .push(diag(shown, *pos, Severity::Error, msg.to_string()));
-                }
-                let (items, fns) = count_items(&pf.tree.items);
-                self.map.items += items;
-                self.map.functions += fns;
-                let file_dir = job.file.parent().map(FsPath::to_path_buf).unwrap_or_default();
-                self.collect(
-                    &pf.tree.items,
-                    job.module,
-                    file,
-                    &job.child_dir,
-                    &file_dir,
-                    false,
-                    &mut next,
-                );
-            }
-            level = next;
-        }
-    }
-
-    fn vis(&self, raw: &RawVis, module: u32) -> Vis {
-        match raw {
-            RawVis::Public => Vis::Public,
-            RawVis::Private | RawVis::SelfMod => Vis::In(module),
-            RawVis::Crate => Vis::In(0),
-            RawVis::Super => Vis::In(self.map.modules[module as usize].parent.unwrap_or(0)),
-        }
-    }
-
-    fn path_in(&self, module: u32, name: &str) -> Arc<str> {
-        let m = &self.map.defs[self.map.modules[module as usize].def as usize].path;
-        if m.is_empty() {
-            Arc::from(name)
-        } else {
-            Arc::from(format!("{m}::{name}"))
-        }
-    }
-
-    fn add_def(&mut self, name: Name, kind: DefKind, module: u32, file: u32, pos: Pos) -> u32 {
-        let path = self.path_in(module, &name);
-        self.add_def_at(name, kind, module, file, pos, path)
-    }
-
-    fn add_def_at(
-        &mut self,
-        name: Name,
-        kind: DefKind,
-        module: u32,
-        file: u32,
-        pos: Pos,
-        path: Arc<str>,
-    ) -> u32 {
-        let index = self.map.defs.len() as u32;
-        self.map.defs.push(DefData {
-            name,
-            kind,
-            module,
-            file,
-            pos,
-            path,
-        });
-        index
-    }
-
-    fn new_module(&mut self, parent: u32, def: u32, is_enum: bool) -> u32 {
-        let index = self.map.modules.len() as u32;
-        self.map.modules.push(ModuleData {
-            parent: Some(parent),
-            def,
-            is_enum,
-            scope: Scope::default(),
-        });
-        index
-    }
-
-    fn bind_item(&mut self, module: u32, ns: Ns, name: &Name, index: u32, vis: Vis) {
-        let binding = Binding {
-            res: Res::Def(DefId {
-                krate: self.map.krate,
-                index,
-            }),
-            vis,
-            glob: false,
-        };
-        bind(&mut self.map.modules[module as usize].scope, ns, name, binding);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn collect(
-        &mut self,
-        items: &[Item],
-        module: u32,
-        file: u32,
-        child_dir: &FsPath,
-        file_dir: &FsPath,
-        inline: bool,
-        next: &mut Vec<FileJob>,
-    ) {
-        for item in items {
-            let vis = self.vis(&item.vis, module);
-            let name = &item.name;
-            match &item.kind {
-                ItemKind::Mod { body, path_attr } => {
-                    let def = self.add_def(name.clone(), DefKind::Module(0), module, file, item.pos);
-                    let m = self.new_module(module, def, false);
-                    self.map.defs[def as usize].kind = DefKind::Module(m);
-                    self.bind_item(module, Ns::Types, name, def, vis);
-                    match body {
-                        Some(body) => {
-                            let dir = child_dir.join(path_attr.as_deref().unwrap_or(name));
-                            self.collect(body, m, file, &dir, file_dir, true, next);
-                        }
-                        None => self.out_of_line(name, path_attr, m, file, item.pos, child_dir, file_dir, inline, next),
-                    }
-                }
-                ItemKind::Use(imports) => {
-                    for imp in imports {
-                        self.imports.push(Import {
-                            module,
-                            path: imp.path.clone(),
-                            kind: imp.kind.clone(),
-                            vis,
-                            file,
-                            pos: imp.pos,
-                        });
-                    }
-                }
-                ItemKind::ExternCrate { krate } => {
-                    let res = if &**krate == "self" {
-                        Res::Def(DefId {
-                            krate: self.map.krate,
-                            index: 0,
-                        })
-                    } else {
-                        self.map
-                            .extern_prelude
-                            .get(krate)
-                            .copied()
-                            .unwrap_or(Res::External)
-                    };
-                    self.add_def(name.clone(), DefKind::ExternCrate, module, file, item.pos);
-                    let binding = Binding {
-                        res,
-                        vis,
-                        glob: false,
-                    };
-                    bind(&mut self.map.modules[module as usize].scope, Ns::Types, name, binding);
-                    if module == 0 {
-                        self.map.extern_prelude.entry(name.clone()).or_insert(res);
-                    }
-                }
-                ItemKind::Const(c) => {
-                    let def = self.add_def(name.clone(), DefKind::Const(c.clone()), module, file, item.pos);
-                    self.bind_item(module, Ns::Values, name, def, vis);
-                }
-                ItemKind::Static(c) => {
-                    let def = self.add_def(name.clone(), DefKind::Static(c.clone()), module, file, item.pos);
-                    self.bind_item(module, Ns::Values, name, def, vis);
-                }
-                ItemKind::Fn { body, proc_macro } => {
-                    let kind = DefKind::Fn {
-                        body: body.clone(),
-                        self_ty: None,
-                        public: item.vis == RawVis::Public,
-                    };
-                    let def = self.add_def(name.clone(), kind, module, file, item.pos);
-                    self.bind_item(module, Ns::Values, name, def, vis);
-                    if let Some(mac) = proc_macro {
-                        let def = self.add_def(mac.clone(), DefKind::Macro, 0, file, item.pos);
-                        self.bind_item(0, Ns::Macros, mac, def, Vis::Public);
-                    }
-                }
-                ItemKind::Struct | ItemKind::Union | ItemKind::TypeAlias => {
-                    let def = self.add_def(name.clone(), DefKind::Type, module, file, item.pos);
-                    self.bind_item(module, Ns::Types, name, def, vis);
-                }
-                ItemKind::Enum { variants } => {
-                    let def = self.add_def(name.clone(), DefKind::Enum(0), module, file, item.pos);
-                    let m = self.new_module(module, def, true);
-                    self.map.defs[def as usize].kind = DefKind::Enum(m);
-                    self.bind_item(module, Ns::Types, name, def, vis);
-                    for v in variants {
-                        let vdef = self.add_def(v.clone(), DefKind::Variant, m, file, item.pos);
-                        self.bind_item(m, Ns::Types, v, vdef, Vis::Public);
-                        self.bind_item(m, Ns::Values, v, vdef, Vis::Public);
-                    }
-                }
-                ItemKind::Trait { fns } => {
-                    let def = self.add_def(name.clone(), DefKind::Trait, module, file, item.pos);
-                    self.bind_item(module, Ns::Types, name, def, vis);
-                    let trait_path = self.map.defs[def as usize].path.clone();
-                    let mut list = Vec::new();
-                    for f in fns {
-                        let kind = DefKind::Fn {
-                            body: f.body.clone(),
-                            self_ty: None,
-                            public: false,
-                        };
-                        let path = Arc::from(format!("{trait_path}::{}", f.name));
-                        let fdef = self.add_def_at(f.name.clone(), kind, module, file, f.pos, path);
-                        list.push((f.name.clone(), fdef));
-                    }
-                    let key = DefId {
-                        krate: self.map.krate,
-                        index: def,
-                    };
-                    self.map.assoc.entry(key).or_default().extend(list);
-                }
-                ItemKind::MacroRules { exported } => {
-                    let def = self.add_def(name.clone(), DefKind::Macro, module, file, item.pos);
-                    self.bind_item(module, Ns::Macros, name, def, Vis::In(module));
-                    if *exported {
-                        self.bind_item(0, Ns::Macros, name, def, Vis::Public);
-                    }
-                }
-                ItemKind::Impl {
-                    self_ty,
-                    is_trait_impl,
-                    fns,
-                } => {
-                    let ty_name = self_ty
-                        .as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "<impl>".to_string());
-                    let mut defs = Vec::new();
-                    for f in fns {
-                        let kind = DefKind::Fn {
-                            body: f.body.clone(),
-                            self_ty: None,
-                            public: !is_trait_impl && f.vis == RawVis::Public,
-                        };
-                        let path = self.path_in(module, &format!("{ty_name}::{}", f.name));
-                        defs.push(self.add_def_at(f.name.clone(), kind, module, file, f.pos, path));
-                    }
-                    if let Some(p) = self_ty {
-                        self.impls.push(PendingImpl {
-                            module,
-                            self_ty: p.clone(),
-                            fns: defs,
-                        });
-                    }
-                }
-                ItemKind::Other => {}
-            }
-        }
-    }
-
-    /// Finds the file of `mod name;` and queues it.
-    #[allow(clippy::too_many_arguments)]
-    fn out_of_line(
-        &mut self,
-        name: &Name,
-        path_attr: &Option<String>,
-        module: u32,
-        file: u32,
-        pos: Pos,
-        child_dir: &FsPath,
-        file_dir: &FsPath,
-        inline: bool,
-        next: &mut Vec<FileJob>,
-    ) {
-        let found = match path_attr {
-            Some(p) => {
-                let f = if inline { child_dir.join(p) } else { file_dir.join(p) };
-                let dir = f.parent().map(FsPath::to_path_buf).unwrap_or_default();
-                Some((f, dir))
-            }
-            None => {
-                let flat = child_dir.join(format!("{name}.rs"));
-                let nested = child_dir.join(&**name).join("mod.rs");
-                if flat.exists() {
-                    Some((flat, child_dir.join(&**name)))
-                } else if nested.exists() {
-                    Some((nested, child_dir.join(&**name)))
-                } else {
-                    let shown = self.db.display_path(&self.map.files[file as usize].0);
-                    let msg = format!(
-                        "file not found for module `{name}` (looked for `{}` and `{}`)",
-                        self.db.display_path(&flat),
-                        self.db.display_path(&nested)
-                    );
-                    self.map.diagnostics.push(diag(shown, pos, Severity::Error, msg));
-                    None
-                }
-            }
-        };
-        if let Some((f, dir)) = found {
-            let canonical = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
-            if !self.loaded.insert(canonical) {
-                let shown = self.db.display_path(&self.map.files[file as usize].0);
-                let msg = format!(
-                    "file `{}` is already loaded as another module; not loaded again",
-                    self.db.display_path(&f)
-                );
-                self.map.diagnostics.push(diag(shown, pos, Severity::Warning, msg));
-                return;
-            }
-            next.push(FileJob {
-                file: f,
-                module,
-                child_dir: dir,
-            });
-        }
-    }
-
     /// The import fixed point (see the module doc).
     fn resolve_imports(&mut self) {
         let mut done = vec![false; self.imports.len()];
@@ -721,7 +378,9 @@ impl Builder<'_> {
                         }
                     }
                     UseKind::Glob => {
-                        let target = self.map.resolve_path(imp.module, &imp.path, Ns::Types, true);
+                        let target = self
+                            .map
+                            .resolve_path(imp.module, &imp.path, Ns::Types, true);
                         let PathRes::Def(d) = target else {
                             if target != PathRes::Unresolved {
                                 done[i] = true;
@@ -739,7 +398,12 @@ impl Builder<'_> {
                         for ns in ALL_NS {
                             for (name, b) in src.ns(ns) {
                                 if self.map.visible(k, b.vis, imp.module) {
-                                    copies.push((ns, name.clone(), b.res));
+                                    copies.push((
+                                        ns,
+                                        name.clone(),
+                                        b.res,
+                                        self.map.narrower(imp.vis, b.vis),
+                                    ));
                                 }
                             }
                         }
@@ -747,10 +411,10 @@ impl Builder<'_> {
                             done[i] = true;
                         }
                         let scope = &mut self.map.modules[imp.module as usize].scope;
-                        for (ns, name, res) in copies {
+                        for (ns, name, res, vis) in copies {
                             let binding = Binding {
                                 res,
-                                vis: imp.vis,
+                                vis,
                                 glob: true,
                             };
                             changed |= bind(scope, ns, &name, binding);
@@ -770,7 +434,10 @@ impl Builder<'_> {
                     .resolve_import(imp.module, &imp.path)
                     .iter()
                     .any(Option::is_some),
-                UseKind::Glob => match self.map.resolve_path(imp.module, &imp.path, Ns::Types, true) {
+                UseKind::Glob => match self
+                    .map
+                    .resolve_path(imp.module, &imp.path, Ns::Types, true)
+                {
                     PathRes::Def(d) => self.map.as_module(d).is_some(),
                     PathRes::External => true,
                     _ => false,
@@ -794,7 +461,9 @@ impl Builder<'_> {
     /// Resolves the self types of `impl` blocks and records their methods.
     fn resolve_impls(&mut self) {
         for imp in std::mem::take(&mut self.impls) {
-            let PathRes::Def(ty) = self.map.resolve_path(imp.module, &imp.self_ty, Ns::Types, false)
+            let PathRes::Def(ty) =
+                self.map
+                    .resolve_path(imp.module, &imp.self_ty, Ns::Types, false)
             else {
                 continue;
             };
@@ -812,7 +481,7 @@ impl Builder<'_> {
 
 /// Binds `name` unless something at least as strong is bound; returns whether
 /// the scope changed. Items and named imports shadow glob imports.
-fn bind(scope: &mut Scope, ns: Ns, name: &Name, binding: Binding) -> bool {
+pub(crate) fn bind(scope: &mut Scope, ns: Ns, name: &Name, binding: Binding) -> bool {
     let map = scope.ns_mut(ns);
     match map.get(name) {
         None => {
@@ -824,235 +493,5 @@ fn bind(scope: &mut Scope, ns: Ns, name: &Name, binding: Binding) -> bool {
             true
         }
         Some(_) => false,
-    }
-}
-
-impl DefMap {
-    /// The def map of `krate`: this one or a (transitive) dependency's.
-    pub fn map(&self, krate: CrateId) -> &DefMap {
-        if krate == self.krate {
-            self
-        } else {
-            &self.dep_maps[&krate]
-        }
-    }
-
-    /// A definition of this crate or of a dependency.
-    pub fn def(&self, id: DefId) -> &DefData {
-        &self.map(id.krate).defs[id.index as usize]
-    }
-
-    /// The module (or enum scope) that `d` is, as `(crate, module)`.
-    pub fn as_module(&self, d: DefId) -> Option<(CrateId, u32)> {
-        match self.def(d).kind {
-            DefKind::Module(m) | DefKind::Enum(m) => Some((d.krate, m)),
-            _ => None,
-        }
-    }
-
-    /// Whether a binding of crate `owner` with `vis` is visible from `module` of this crate.
-    fn visible(&self, owner: CrateId, vis: Vis, module: u32) -> bool {
-        match vis {
-            Vis::Public => true,
-            Vis::In(v) => {
-                if owner != self.krate {
-                    return false;
-                }
-                let mut m = Some(module);
-                while let Some(cur) = m {
-                    if cur == v {
-                        return true;
-                    }
-                    m = self.modules[cur as usize].parent;
-                }
-                false
-            }
-        }
-    }
-
-    fn lookup(&self, (krate, module): (CrateId, u32), name: &str, ns: Ns) -> Option<Binding> {
-        self.map(krate).modules[module as usize]
-            .scope
-            .get(ns, name)
-            .copied()
-    }
-
-    fn parent_module(&self, res: PathRes) -> PathRes {
-        match res {
-            PathRes::Def(d) => match self.as_module(d) {
-                Some((k, m)) => match self.map(k).modules[m as usize].parent {
-                    Some(p) => PathRes::Def(DefId {
-                        krate: k,
-                        index: self.map(k).modules[p as usize].def,
-                    }),
-                    None => PathRes::Unresolved,
-                },
-                None => PathRes::Unresolved,
-            },
-            _ => PathRes::Unresolved,
-        }
-    }
-
-    fn module_def(&self, module: u32) -> PathRes {
-        PathRes::Def(DefId {
-            krate: self.krate,
-            index: self.modules[module as usize].def,
-        })
-    }
-
-    /// Resolves a path's first (plain) segment seen from `module`.
-    fn resolve_first(&self, module: u32, name: &str, ns: Ns, import: bool) -> PathRes {
-        let scope_module = if import && self.edition_2015 { 0 } else { module };
-        if let Some(b) = self.lookup((self.krate, scope_module), name, ns) {
-            return res_to_path(b.res);
-        }
-        self.resolve_crate_name(name, ns)
-    }
-
-    fn resolve_crate_name(&self, name: &str, ns: Ns) -> PathRes {
-        if ns == Ns::Types {
-            if let Some(res) = self.extern_prelude.get(name) {
-                return res_to_path(*res);
-            }
-            if BUILTIN_CRATES.contains(&name) {
-                return PathRes::External;
-            }
-            if let Some(ty) = IntTy::from_name(name) {
-                return PathRes::Primitive(ty);
-            }
-        }
-        PathRes::Unresolved
-    }
-
-    /// Resolves `path` from `module`; the last segment in `ns`, the others as
-    /// modules. `import` selects `use` path rules (edition 2015: crate-relative).
-    pub fn resolve_path(&self, module: u32, path: &Path, ns: Ns, import: bool) -> PathRes {
-        let segs = &path.segments;
-        let n = segs.len();
-        if n == 0 {
-            return if import && !path.global {
-                self.module_def(module)
-            } else {
-                PathRes::Unresolved
-            };
-        }
-        let ns_at = |i: usize| if i + 1 == n { ns } else { Ns::Types };
-        let mut cur = match &*segs[0] {
-            "crate" | "$crate" => self.module_def(0),
-            "self" => self.module_def(module),
-            "super" => self.parent_module(self.module_def(module)),
-            first if path.global => {
-                if self.edition_2015 {
-                    self.lookup((self.krate, 0), first, ns_at(0))
-                        .map(|b| res_to_path(b.res))
-                        .unwrap_or_else(|| self.resolve_crate_name(first, Ns::Types))
-                } else {
-                    self.resolve_crate_name(first, Ns::Types)
-                }
-            }
-            first => self.resolve_first(module, first, ns_at(0), import),
-        };
-        for (i, seg) in segs.iter().enumerate().skip(1) {
-            match &**seg {
-                "super" => {
-                    cur = self.parent_module(cur);
-                    continue;
-                }
-                "self" => continue,
-                _ => {}
-            }
-            cur = match cur {
-                PathRes::Def(d) => match self.as_module(d) {
-                    Some(mk) => match self.lookup(mk, seg, ns_at(i)) {
-                        Some(b) => res_to_path(b.res),
-                        None if i + 1 == n => self.assoc_fn(d, seg),
-                        None => PathRes::Unresolved,
-                    },
-                    None if i + 1 == n => self.assoc_fn(d, seg),
-                    None => PathRes::Unresolved,
-                },
-                PathRes::External | PathRes::Primitive(_) => return PathRes::External,
-                PathRes::Unresolved => return PathRes::Unresolved,
-            };
-        }
-        cur
-    }
-
-    /// A method of type (or trait) `ty`, from the type's crate or this one.
-    pub fn assoc_fn(&self, ty: DefId, name: &str) -> PathRes {
-        let mut crates = vec![ty.krate];
-        if ty.krate != self.krate {
-            crates.push(self.krate);
-        }
-        for k in crates {
-            if let Some(list) = self.map(k).assoc.get(&ty) {
-                if let Some((_, f)) = list.iter().find(|(n, _)| &**n == name) {
-                    return PathRes::Def(DefId { krate: k, index: *f });
-                }
-            }
-        }
-        PathRes::Unresolved
-    }
-
-    /// A named import's target in each namespace (`None`: not found there).
-    fn resolve_import(&self, module: u32, path: &Path) -> [Option<Res>; 3] {
-        let Some((last, prefix)) = path.segments.split_last() else {
-            return [None; 3];
-        };
-        let scope = if prefix.is_empty() && !path.global {
-            match &**last {
-                "crate" | "self" | "super" => {
-                    let r = self.resolve_path(module, path, Ns::Types, true);
-                    return [path_to_res(r), None, None];
-                }
-                _ => {
-                    let mut out = [None; 3];
-                    for (i, ns) in ALL_NS.iter().enumerate() {
-                        out[i] = path_to_res(self.resolve_first(module, last, *ns, true));
-                    }
-                    // `use serde;`: a crate name binds in every namespace it exists in.
-                    return out;
-                }
-            }
-        } else {
-            let p = Path {
-                global: path.global,
-                segments: prefix.to_vec(),
-            };
-            if prefix.is_empty() {
-                // `use ::name;`
-                return [path_to_res(self.resolve_path(module, path, Ns::Types, true)), None, None];
-            }
-            self.resolve_path(module, &p, Ns::Types, true)
-        };
-        match scope {
-            PathRes::External | PathRes::Primitive(_) => [Some(Res::External); 3],
-            PathRes::Def(d) => match self.as_module(d) {
-                Some(mk) => {
-                    let mut out = [None; 3];
-                    for (i, ns) in ALL_NS.iter().enumerate() {
-                        out[i] = self.lookup(mk, last, *ns).map(|b| b.res);
-                    }
-                    out
-                }
-                None => [None; 3],
-            },
-            PathRes::Unresolved => [None; 3],
-        }
-    }
-}
-
-fn res_to_path(res: Res) -> PathRes {
-    match res {
-        Res::Def(d) => PathRes::Def(d),
-        Res::External => PathRes::External,
-    }
-}
-
-fn path_to_res(p: PathRes) -> Option<Res> {
-    match p {
-        PathRes::Def(d) => Some(Res::Def(d)),
-        PathRes::External | PathRes::Primitive(_) => Some(Res::External),
-        PathRes::Unresolved => None,
     }
 }

@@ -3,15 +3,16 @@
 //! `weft analyze` reads real Rust crates and analyzes them as queries on the
 //! Weft engine; one concern per module:
 //!
-//! - [`crate_graph`]: which crates, from `cargo metadata` or a bare directory/file;
-//! - [`source`]: `file_text` and `parse` (syn, lowered by [`lower`] into the
+//! - [`crate_graph`] — which crates, from `cargo metadata` or a bare directory/file;
+//! - [`source`] — `file_text` and `parse` (syn, lowered by [`lower`] into the
 //!   `Send + Sync` [`item_tree`]);
-//! - [`def_map`]: `def_map(crate)`, the module tree and import fixed point;
-//! - [`consts`]: `const_value(def)`;
-//! - [`panics`]: `callees(fn)`, `panic_graph(crate)`, `may_panic(fn)`;
-//! - [`report`]: `crate_report(crate)` and the text/JSON output;
-//! - [`analyze`]: the driver (runtime, progress, exit status);
-//! - [`cli`]: options shared by the subcommands.
+//! - [`def_map`] — `def_map(crate)` and its import fixed point, with
+//!   [`module_tree`] (module files, items) and [`resolve`] (paths);
+//! - [`consts`] — `const_value(def)`;
+//! - [`panics`] — `callees(fn)`, `panic_graph(crate)`, `may_panic(fn)`;
+//! - [`report`] — `crate_report(crate)` and the text/JSON output;
+//! - [`analyze`] — the driver (runtime, progress, exit status);
+//! - [`cli`] — options shared by the subcommands.
 //!
 //! Documented simplifications: no macro expansion, `cfg` ignored (all items
 //! count), method calls are not resolved by type, no std/core prelude sources.
@@ -24,9 +25,11 @@ pub mod db;
 pub mod def_map;
 pub mod item_tree;
 pub mod lower;
+pub mod module_tree;
 pub mod panics;
 pub mod profile_out;
 pub mod report;
+pub mod resolve;
 pub mod simulate;
 pub mod source;
 pub mod synth;

@@ -138,7 +138,12 @@ fn lower_item(it: &syn::Item) -> Item {
         ),
         syn::Item::Use(u) => {
             let mut out = Vec::new();
-            flatten_use(&u.tree, &mut Vec::new(), u.leading_colon.is_some(), &mut out);
+            flatten_use(
+                &u.tree,
+                &mut Vec::new(),
+                u.leading_colon.is_some(),
+                &mut out,
+            );
             item(
                 unnamed,
                 vis(&u.vis),
@@ -277,7 +282,12 @@ fn lower_item(it: &syn::Item) -> Item {
     }
 }
 
-fn flatten_use(tree: &syn::UseTree, prefix: &mut Vec<Name>, global: bool, out: &mut Vec<UseImport>) {
+fn flatten_use(
+    tree: &syn::UseTree,
+    prefix: &mut Vec<Name>,
+    global: bool,
+    out: &mut Vec<UseImport>,
+) {
     match tree {
         syn::UseTree::Path(p) => {
             prefix.push(name(&p.ident));

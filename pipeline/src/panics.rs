@@ -137,7 +137,10 @@ impl Query for MayPanicQuery {
                     };
                     let site = &body.panics[i];
                     let file = cx.db().display_path(&map.files[def.file as usize].0);
-                    let text = format!("{} at {}:{}:{}", site.what, file, site.pos.line, site.pos.col);
+                    let text = format!(
+                        "{} at {}:{}:{}",
+                        site.what, file, site.pos.line, site.pos.col
+                    );
                     return Some(Arc::new(Witness {
                         chain,
                         site: Arc::from(text),
@@ -174,10 +177,7 @@ fn panic_graph(cx: &Cx<'_>, krate: CrateId) -> PanicGraph {
         .collect();
     let local: FxHashMap<u32, usize> = fns.iter().enumerate().map(|(i, f)| (*f, i)).collect();
     let callees = weft_runtime::par_map(&fns, |_, f| {
-        cx.get::<CalleesQuery>(DefId {
-            krate,
-            index: *f,
-        })
+        cx.get::<CalleesQuery>(DefId { krate, index: *f })
     });
     // Distances of calls into other crates (final: those crates are finished).
     let mut externs: Vec<DefId> = callees

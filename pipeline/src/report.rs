@@ -115,6 +115,9 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
     let db = cx.db();
     let data = db.graph.krate(krate);
     let map = cx.get::<DefMapQuery>(krate);
+    if db.inject_panic.as_deref() == Some(&*data.name) {
+        panic!("injected by WEFT_INJECT_PANIC");
+    }
     let mut diagnostics = map.diagnostics.clone();
 
     // Consts, evaluated in parallel.
@@ -335,7 +338,8 @@ pub fn render_json(reports: &[Arc<CrateReport>]) -> String {
             })
             .collect(),
     };
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
 }

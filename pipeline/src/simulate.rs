@@ -377,19 +377,20 @@ impl<'p> Builder<'p> {
     }
 
     /// The program of `owner`'s part of logical strand `strand`; `home`
-    /// says whether to place the owner's self time on it. `seen` collects
-    /// the strands visited.
+    /// says whether to place the owner's self time on it.
     fn strand_prog(
         &mut self,
         strand: u64,
         owner: Option<usize>,
         reads: &[ReadRecord],
         home: bool,
-        seen: &mut HashSet<u64>,
+        extra: Option<(u64, Step)>,
     ) -> usize {
-        seen.insert(strand);
         // (time, tie, step) items, and (time, progress) for self time.
         let mut items: Vec<(u64, usize, Step)> = Vec::new();
+        if let Some((at, step)) = extra {
+            items.push((at, usize::MAX, step));
+        }
         let mut known: Vec<(u64, u64)> = Vec::new();
         for (k, r) in reads.iter().enumerate() {
             if r.strand != strand {
@@ -413,9 +414,9 @@ impl<'p> Builder<'p> {
             }
             let kids = children
                 .into_iter()
-                .map(|c| self.strand_prog(c, owner, reads, false, seen))
+                .map(|c| self.strand_prog(c, owner, reads, false, None))
                 .collect();
-            items.push((at, usize::MAX - g, Step::Fork(kids)));
+            items.push((at, usize::MAX - 1 - g, Step::Fork(kids)));
         }
         items.sort_by_key(|(t, k, _)| (*t, *k));
         if !home {
@@ -447,38 +448,44 @@ impl<'p> Builder<'p> {
         self.add(steps)
     }
 
-    fn exec_prog(&mut self, i: usize) -> usize {
-        let e = &self.p.execs[i];
-        let reads = e.reads.clone();
-        let mut seen = HashSet::new();
-        let prog = self.strand_prog(e.strand, Some(i), &reads, true, &mut seen);
-        // Reads on strands no recorded fork leads to (a trace without fork
-        // events): each such strand runs as a forked child at its first read.
-        let mut stray: BTreeMap<u64, u64> = BTreeMap::new();
-        for r in &reads {
-            if !seen.contains(&r.strand) {
-                let t = stray.entry(r.strand).or_insert(r.at_ns);
-                *t = (*t).min(r.at_ns);
+    /// Logical strands forked, directly or not, from `strand`.
+    fn descendants(&self, strand: u64) -> HashSet<u64> {
+        let mut out = HashSet::from([strand]);
+        let mut todo = vec![strand];
+        while let Some(s) = todo.pop() {
+            for (_, kids, _) in self.forks_by_parent.get(&s).into_iter().flatten() {
+                for &k in kids {
+                    if out.insert(k) {
+                        todo.push(k);
+                    }
+                }
             }
         }
-        if stray.is_empty() {
-            return prog;
+        out
+    }
+
+    fn exec_prog(&mut self, i: usize) -> usize {
+        let e = &self.p.execs[i];
+        let (home, reads) = (e.strand, e.reads.clone());
+        // Reads on strands that no recorded fork leads to (a trace without
+        // fork events) run as forked children, forked at their first read.
+        let reachable = self.descendants(home);
+        let mut stray: BTreeMap<u64, u64> = BTreeMap::new();
+        for r in reads.iter().filter(|r| !reachable.contains(&r.strand)) {
+            let t = stray.entry(r.strand).or_insert(r.at_ns);
+            *t = (*t).min(r.at_ns);
         }
-        let first = *stray.values().min().expect("nonempty");
-        let kids: Vec<usize> = stray
-            .keys()
-            .map(|&s| self.strand_prog(s, Some(i), &reads, false, &mut seen))
-            .collect();
-        // Place the fork before the first home step that follows it in time.
-        let mut steps = std::mem::take(&mut self.progs[prog]);
-        let pos = steps
-            .iter()
-            .position(|s| matches!(s, Step::Work(_)))
-            .unwrap_or(steps.len());
-        let _ = first;
-        steps.insert(pos.min(steps.len()), Step::Fork(kids));
-        self.progs[prog] = steps;
-        prog
+        let extra = match stray.values().min() {
+            Some(&first) => {
+                let kids = stray
+                    .keys()
+                    .map(|&s| self.strand_prog(s, Some(i), &reads, false, None))
+                    .collect();
+                Some((first, Step::Fork(kids)))
+            }
+            None => None,
+        };
+        self.strand_prog(home, Some(i), &reads, true, extra)
     }
 }
 
@@ -501,10 +508,9 @@ impl Simulation {
         let mut by_time: Vec<(u64, u64)> = root_strands.into_iter().map(|(s, t)| (t, s)).collect();
         by_time.sort_unstable();
         let roots = profile.roots.clone();
-        let mut seen = HashSet::new();
         let mut steps: Vec<Step> = by_time
             .into_iter()
-            .map(|(_, s)| Step::Fork(vec![b.strand_prog(s, None, &roots, false, &mut seen)]))
+            .map(|(_, s)| Step::Fork(vec![b.strand_prog(s, None, &roots, false, None)]))
             .collect();
         // Executions nobody read (a truncated record) still count as work.
         let mut read: HashSet<usize> = HashSet::new();
@@ -909,6 +915,55 @@ mod tests {
             },
         ];
         p
+    }
+
+    fn read(target: u64, strand: u64, at_ns: u64, self_before_ns: Option<u64>) -> ReadRecord {
+        ReadRecord {
+            target,
+            kind: ReadKind::Computed,
+            strand,
+            at_ns,
+            self_before_ns,
+        }
+    }
+
+    /// The top level forks A (computes the slow Q, 100 ns), C (independent,
+    /// 100 ns) and B (reads X: 10 ns of work, then Q).
+    ///
+    /// ```text
+    /// fibers   W0: Q(A)--------|        W1: X~wait  C-------| X
+    /// threads  W0: Q(A)--------| C----  W1: X~blocked-------| X
+    /// ```
+    #[test]
+    fn threads_lose_the_blocked_worker() {
+        let mut p = Profile {
+            mode: "serial".into(),
+            workers: 1,
+            execs: vec![
+                exec(1, 21, 100, &[]),
+                exec(2, 22, 10, &[]),
+                exec(3, 23, 100, &[]),
+            ],
+            ..Profile::default()
+        };
+        p.execs[1].reads = vec![read(1, 22, 500, Some(10))];
+        for (child, at) in [(31, 1), (32, 2), (33, 3)] {
+            p.forks.push(ForkRecord {
+                parent: 5,
+                group: 7,
+                child,
+                at_ns: at,
+            });
+        }
+        p.roots = vec![
+            read(1, 31, 10, None),
+            read(3, 32, 20, None),
+            read(2, 33, 30, None),
+        ];
+        let sim = Simulation::new(&p);
+        assert_eq!(sim.run(1, SimMode::Fibers), 210);
+        assert_eq!(sim.run(2, SimMode::Fibers), 110);
+        assert_eq!(sim.run(2, SimMode::Threads), 200);
     }
 
     #[test]

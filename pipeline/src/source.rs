@@ -107,6 +107,13 @@ impl Query for ParseQuery {
 /// locations live in a thread-local source map, which is cleared afterwards
 /// so that a long run does not keep every file's text alive.
 pub fn parse_text(text: &str) -> ParsedFile {
+    if let Err((pos, msg)) = check_shape(text) {
+        return ParsedFile {
+            tree: ItemTree::default(),
+            read: true,
+            error: Some((pos, Arc::from(msg))),
+        };
+    }
     let result = match syn::parse_file(text) {
         Ok(file) => ParsedFile {
             tree: crate::lower::lower_file(&file),
@@ -130,4 +137,175 @@ pub fn parse_text(text: &str) -> ParsedFile {
     };
     proc_macro2::extra::invalidate_current_thread_spans();
     result
+}
+
+/// Deepest delimiter nesting that is parsed.
+pub const MAX_NESTING: u32 = 256;
+
+/// Longest run of operator characters between two delimiters or separators.
+pub const MAX_OPERATOR_RUN: u32 = 4096;
+
+/// Refuses text whose shape would make the recursive parser overflow its
+/// stack: delimiters nested deeper than [`MAX_NESTING`], or more than
+/// [`MAX_OPERATOR_RUN`] operators in one expression without a delimiter or
+/// separator. Comments, strings and char literals are skipped. Real code is
+/// far from both limits.
+pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
+    let b = text.as_bytes();
+    let (mut i, mut line, mut line_start) = (0usize, 1u32, 0usize);
+    let (mut depth, mut ops) = (0u32, 0u32);
+    let pos = |i: usize, line: u32, line_start: usize| Pos {
+        line,
+        col: text[line_start..i].chars().count() as u32 + 1,
+    };
+    while i < b.len() {
+        match b[i] {
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut level = 0u32;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        level += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        level -= 1;
+                        i += 2;
+                        if level == 0 {
+                            break;
+                        }
+                    } else {
+                        if b[i] == b'\n' {
+                            line += 1;
+                            line_start = i + 1;
+                        }
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'r' if matches!(b.get(i + 1), Some(b'#' | b'"'))
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
+            {
+                // Raw string: r"..." or r#"..."#.
+                let mut j = i + 1;
+                let mut hashes = 0;
+                while b.get(j) == Some(&b'#') {
+                    hashes += 1;
+                    j += 1;
+                }
+                if b.get(j) == Some(&b'"') {
+                    j += 1;
+                    while j < b.len() {
+                        if b[j] == b'"'
+                            && b[j + 1..]
+                                .iter()
+                                .take(hashes)
+                                .filter(|c| **c == b'#')
+                                .count()
+                                == hashes
+                        {
+                            j += 1 + hashes;
+                            break;
+                        }
+                        if b[j] == b'\n' {
+                            line += 1;
+                            line_start = j + 1;
+                        }
+                        j += 1;
+                    }
+                    i = j;
+                    continue;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    } else if b[i] == b'\n' {
+                        line += 1;
+                        line_start = i + 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'\'' => {
+                // A char literal ('x', '\n', '\u{..}'), else a lifetime.
+                if b.get(i + 1) == Some(&b'\\') {
+                    i += 2;
+                    while i < b.len() && b[i] != b'\'' && b[i] != b'\n' {
+                        i += 1;
+                    }
+                } else if let Some(c) = text[i + 1..].chars().next() {
+                    if text[i + 1 + c.len_utf8()..].starts_with('\'') {
+                        i += c.len_utf8() + 1;
+                    }
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                ops = 0;
+                if depth > MAX_NESTING {
+                    return Err((
+                        pos(i, line, line_start),
+                        format!("delimiters nested more than {MAX_NESTING} deep; file skipped"),
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                ops = 0;
+            }
+            b';' | b',' => ops = 0,
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'&' | b'|' | b'^' | b'<' | b'>' | b'=' | b'.' => {
+                ops += 1;
+                if ops > MAX_OPERATOR_RUN {
+                    return Err((
+                        pos(i, line, line_start),
+                        format!(
+                            "more than {MAX_OPERATOR_RUN} operators in one expression; file skipped"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_shape;
+
+    #[test]
+    fn real_shapes_pass() {
+        let text = "fn f() { let s = \"(((\"; let c = '('; let r = r#\"[[\"#; /* { */ }\n// ((((\n";
+        assert!(check_shape(text).is_ok());
+        assert!(check_shape("fn f<'a>(x: &'a str) -> char { '\\'' }").is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("const A: u32 = {}1{};", "(".repeat(300), ")".repeat(300));
+        let err = check_shape(&text).unwrap_err();
+        assert_eq!(err.0.line, 1);
+        assert!(err.1.contains("nested"));
+    }
+
+    #[test]
+    fn long_operator_chains_are_refused() {
+        let text = format!("const A: u32 = {};", vec!["1"; 5000].join("+"));
+        assert!(check_shape(&text).unwrap_err().1.contains("operators"));
+    }
 }

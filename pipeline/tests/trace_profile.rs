@@ -5,7 +5,7 @@
 //!   weft synth --shape fan-in --mode fibers -j 2 --trace T.json
 //!     └─ T.json: one track per worker, each execution once, slices nested,
 //!        suspend/resume waits present
-//!   weft synth --shape layered --mode serial --trace L.json
+//!   weft synth --shape layered --nodes 36 --work-us 2000 --mode serial --trace L.json
 //!     ├─ L.json's profile: T1, T∞, T1/T∞ within 5% of the graph's own
 //!     └─ weft simulate L.json --workers 1: within 10% of the measured wall
 //!   weft synth -j 2 --timings T.svg
@@ -24,6 +24,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The tests of this file measure time: one at a time, so that they do not
+/// slow each other down.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Runs `cmd` to completion, killing it after `TIMEOUT`.
 fn run_with_timeout(cmd: Command) -> Output {
@@ -82,6 +90,7 @@ fn ns(v: &Value) -> i64 {
 
 #[test]
 fn trace_of_fan_in_has_one_track_per_worker_and_every_execution_once() {
+    let _serial = one_at_a_time();
     // Waits need the shared query to be running when another worker asks
     // for it; that is all but certain, but retry rather than flake.
     let mut last = String::new();
@@ -184,22 +193,29 @@ fn trace_of_fan_in_has_one_track_per_worker_and_every_execution_once() {
     panic!("no suspend/resume in three fibers runs of fan-in: {last}");
 }
 
-/// `T1 12.34 ms` style figures from synth's stderr summary.
-fn figure(stderr: &str, label: &str) -> f64 {
-    let at = stderr
+/// The figure after `label` (`T1 12.34 ms` style) on the first line of
+/// synth's stderr that starts with `line`.
+fn figure(stderr: &str, line: &str, label: &str) -> f64 {
+    let l = stderr
+        .lines()
+        .find(|l| l.starts_with(line))
+        .unwrap_or_else(|| panic!("no line `{line}` in {stderr}"));
+    let at = l
         .find(label)
-        .unwrap_or_else(|| panic!("no `{label}` in {stderr}"));
-    let rest = stderr[at + label.len()..].trim_start();
-    rest.split_whitespace()
+        .unwrap_or_else(|| panic!("no `{label}` in {l}"));
+    let rest = l[at + label.len()..].trim_start();
+    let word = rest
+        .split_whitespace()
         .next()
         .unwrap()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap()
+        .trim_end_matches(',');
+    word.parse()
+        .unwrap_or_else(|_| panic!("`{label}` is not followed by a number in {l}"))
 }
 
 #[test]
 fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall() {
+    let _serial = one_at_a_time();
     let mut failures = Vec::new();
     for attempt in 0..3 {
         let path = temp(&format!("layered-{attempt}.json"));
@@ -209,9 +225,9 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
             "--shape",
             "layered",
             "--nodes",
-            "64",
+            "36",
             "--work-us",
-            "500",
+            "2000",
             "--mode",
             "serial",
             "--profile",
@@ -224,8 +240,11 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
         let _ = std::fs::remove_file(&path);
 
         // The graph's own figures (synth computes them from its nodes).
-        let (t1, tinf) = (figure(&stderr, "T1"), figure(&stderr, "T∞"));
-        let wall = figure(&stderr, "wall");
+        let (t1, tinf) = (
+            figure(&stderr, "synth:", "T1"),
+            figure(&stderr, "synth:", "T∞"),
+        );
+        let wall = figure(&stderr, "serial", "wall");
         // The recorded ones.
         let w = &json["weft"];
         let rec_t1 = w["work_ns"].as_f64().unwrap() / 1e6;
@@ -304,8 +323,17 @@ fn xml_elements(doc: &str) -> Vec<String> {
     names
 }
 
+/// Whether ImageMagick's `convert` is installed.
+fn imagemagick() -> bool {
+    let mut cmd = Command::new("convert");
+    cmd.arg("-version");
+    try_run_with_timeout(cmd)
+        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("ImageMagick"))
+}
+
 #[test]
 fn timings_svg_is_an_image_with_one_row_per_worker() {
+    let _serial = one_at_a_time();
     for (mode, jobs) in [("threads", "2"), ("fibers", "3"), ("serial", "1")] {
         let path = temp(&format!("timeline-{mode}.svg"));
         let p = path.to_str().unwrap();
@@ -330,10 +358,11 @@ fn timings_svg_is_an_image_with_one_row_per_worker() {
         let rows = svg.matches(r#"<g class="row""#).count();
         assert_eq!(rows.to_string(), jobs, "{mode}: one row per worker");
         // Render it where ImageMagick is installed: proof that it is an image.
-        let png = temp(&format!("timeline-{mode}.png"));
-        let mut convert = Command::new("convert");
-        convert.arg(&path).arg(&png);
-        if let Some(out) = try_run_with_timeout(convert) {
+        if imagemagick() {
+            let png = temp(&format!("timeline-{mode}.png"));
+            let mut convert = Command::new("convert");
+            convert.arg(&path).arg(&png);
+            let out = run_with_timeout(convert);
             assert!(
                 out.status.success(),
                 "convert failed: {}",

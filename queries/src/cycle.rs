@@ -16,32 +16,46 @@
 //! # Eager detection
 //!
 //! Before it waits, a requester `R` (current job `leaf`) for a query owned by
-//! `O` searches, under the graph's one mutex, for a path from `O` back to an
+//! `O` first *publishes* its edge: it pushes its waiter record onto the
+//! `blocked_under` list of every job on `leaf`'s ancestor chain (each list
+//! has its own mutex). Then it *searches* for a path from `O` back to an
 //! ancestor-or-self of `leaf`: depth-first, following from each job `J` the
-//! waiters registered under `J` (`blocked_under`, an index maintained by
-//! walking the waiter's ancestor chain on registration) to their owners.
-//! If found, the requester does not wait: the path is the cycle. Otherwise it
-//! registers itself, in the same critical section, and waits.
+//! waiters in `J.blocked_under` to their owners. If found, the requester
+//! withdraws its record and does not wait: the path is the cycle. There is
+//! no engine-wide lock: waits on different jobs do not contend.
 //!
-//! *No missed cycle.* A cycle closes when its last edge is added, and every
-//! edge is added by a registration that first searches, under the mutex,
-//! with all earlier edges in place. Same-stack cycles (serial mode, or a
-//! query reached again through its own callees) are the special case where
-//! `O` itself is an ancestor of `leaf`.
+//! *No missed cycle.* A cycle closes when its last edge is added. If two
+//! requesters add edges concurrently, each publishes before it searches, and
+//! both the publication and the search of a list go through that list's
+//! mutex: if `R1`'s search read a list before `R2` published into it, then
+//! `R1` had published (earlier in its program order) before `R2`'s search
+//! (later in `R2`'s), so `R2` sees `R1`'s edge. At least one of them finds
+//! the cycle (both may, which is harmless: they report the same canonical
+//! cycle). Same-stack cycles (serial mode, or a query reached again through
+//! its own callees) are the special case where `O` itself is an ancestor of
+//! `leaf`.
+//!
+//! *No false cycle.* An edge is withdrawn right after its wait ends, before
+//! the waiter's jobs can finish; a finished job has no waiters under it, so
+//! a search never passes through a finished job.
 //!
 //! # Breaking a cycle
 //!
 //! The cycle's queries are the jobs on the path: for each edge, the jobs
 //! from the waiter's leaf up to the job it hangs under (the *segment*), and
 //! for the closing edge the jobs from `leaf` up to the ancestor found. The
-//! top of each segment is an *entry*. The requester unwinds with a
-//! [`CycleUnwind`] payload; each waiter on the path is marked and unwinds
-//! with the same payload as soon as it is woken. Every query that catches
-//! the payload publishes its [`Query::recover`](crate::Query::recover) value
-//! (or `QueryError::Cycle`), which wakes the next marked waiter, and keeps
-//! unwinding up to its entry, where the entry's caller receives the value.
-//! So every job of the cycle finishes, and nobody waits on a cycle forever.
-//! A marked waiter is skipped by later searches: it is about to unwind.
+//! top of each segment is an *entry*. Every job of the cycle is *marked*
+//! with a [`CycleUnwind`], and so is each waiter on the path. The requester
+//! unwinds; each marked waiter unwinds as soon as it is woken. A marked job
+//! publishes its [`Query::recover`](crate::Query::recover) value (or
+//! `QueryError::Cycle`) *however its provider ended* — membership decides,
+//! not whichever payload reached it, since `par_for_each` may rethrow a
+//! lower item's unrelated panic instead of the cycle's unwind. Publishing
+//! wakes the next marked waiter; a marked job that is not an entry keeps
+//! unwinding with the cycle's payload, and an entry returns its value to
+//! its caller. So every job of the cycle finishes, and nobody waits on a
+//! cycle forever. A marked waiter is skipped by later searches: it is about
+//! to unwind.
 //!
 //! The frames are rotated to start at the smallest `(query, key)`, so the
 //! report, and every `recover` value computed from it, is the same whichever
@@ -51,7 +65,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::job::Job;
 
@@ -119,153 +133,132 @@ pub(crate) struct CycleUnwind {
     pub(crate) entries: FxHashSet<u64>,
 }
 
-struct Waiter {
+/// A piece of code waiting for a query: its current job, the owner of the
+/// query it waits for, and the cycle it must unwind with, if any.
+pub(crate) struct Waiter {
     leaf: Arc<Job>,
     owner: Arc<Job>,
-    /// Set when the waiter is on a cycle being broken.
-    unwind: Option<Arc<CycleUnwind>>,
+    /// Set (once) when the waiter is on a cycle being broken.
+    unwind: Mutex<Option<Arc<CycleUnwind>>>,
 }
 
-#[derive(Default)]
-struct Graph {
-    waiters: FxHashMap<u64, Waiter>,
-    /// Job id -> waiters whose leaf is that job or one of its descendants.
-    blocked_under: FxHashMap<u64, Vec<u64>>,
-    next_waiter: u64,
-}
-
-/// The wait-for graph of one engine.
-#[derive(Default)]
-pub(crate) struct WaitGraph {
-    graph: Mutex<Graph>,
-}
-
-/// The outcome of [`WaitGraph::register`].
+/// The outcome of [`register`].
 pub(crate) enum Registered {
-    /// Registered: wait, then call [`WaitGraph::unregister`] with this id.
-    Waiting(u64),
+    /// Registered: wait, then call [`unregister`].
+    Waiting(Arc<Waiter>),
     /// Waiting would close a cycle: unwind with this payload instead.
     Cycle(Arc<CycleUnwind>),
 }
 
-impl WaitGraph {
-    /// Searches for a cycle through `leaf -> owner`; registers the waiter if
-    /// there is none. `leaf` is the requester's current job.
-    pub(crate) fn register(&self, leaf: &Arc<Job>, owner: &Arc<Job>) -> Registered {
-        let mut g = self.graph.lock();
-        if let Some(unwind) = g.find_cycle(leaf, owner) {
-            return Registered::Cycle(unwind);
-        }
-        g.next_waiter += 1;
-        let id = g.next_waiter;
-        for job in leaf.chain() {
-            g.blocked_under.entry(job.id).or_default().push(id);
-        }
-        g.waiters.insert(
-            id,
-            Waiter {
-                leaf: leaf.clone(),
-                owner: owner.clone(),
-                unwind: None,
-            },
-        );
-        Registered::Waiting(id)
+/// Publishes the edge `leaf -> owner`, then searches for a cycle through it
+/// (see the module doc). `leaf` is the requester's current job.
+pub(crate) fn register(leaf: &Arc<Job>, owner: &Arc<Job>) -> Registered {
+    let waiter = Arc::new(Waiter {
+        leaf: leaf.clone(),
+        owner: owner.clone(),
+        unwind: Mutex::new(None),
+    });
+    for job in leaf.chain() {
+        job.blocked_under.lock().push(waiter.clone());
     }
-
-    /// Removes a waiter after its wait ended; returns the cycle payload if
-    /// the waiter was marked to unwind.
-    pub(crate) fn unregister(&self, id: u64) -> Option<Arc<CycleUnwind>> {
-        let mut g = self.graph.lock();
-        let w = g.waiters.remove(&id)?;
-        for job in w.leaf.chain() {
-            if let Some(list) = g.blocked_under.get_mut(&job.id) {
-                if let Some(pos) = list.iter().position(|&x| x == id) {
-                    list.swap_remove(pos);
-                }
-                if list.is_empty() {
-                    g.blocked_under.remove(&job.id);
-                }
-            }
+    match find_cycle(leaf, owner) {
+        Some(unwind) => {
+            unregister(&waiter);
+            Registered::Cycle(unwind)
         }
-        w.unwind
+        None => Registered::Waiting(waiter),
     }
 }
 
-impl Graph {
-    fn find_cycle(&mut self, leaf: &Arc<Job>, owner: &Arc<Job>) -> Option<Arc<CycleUnwind>> {
-        let ancestors: FxHashSet<u64> = leaf.chain().map(|j| j.id).collect();
-        let mut visited = FxHashSet::default();
-        // Each path step: (segment top job, waiter id hanging under it).
-        let mut path: Vec<(Arc<Job>, u64)> = Vec::new();
-        let closing = self.search(owner, &ancestors, &mut visited, &mut path)?;
-
-        let mut frames = Vec::new();
-        let mut entries = FxHashSet::default();
-        let mut marked = Vec::new();
-        for (top, wid) in &path {
-            let w = &self.waiters[wid];
-            push_segment(&mut frames, &w.leaf, top);
-            entries.insert(top.id);
-            marked.push(*wid);
+/// Withdraws a waiter's edge after its wait ended; returns the cycle payload
+/// if the waiter was marked to unwind.
+pub(crate) fn unregister(waiter: &Arc<Waiter>) -> Option<Arc<CycleUnwind>> {
+    for job in waiter.leaf.chain() {
+        let mut under = job.blocked_under.lock();
+        // Waits under one job mostly end in the order they began: search
+        // from the back.
+        if let Some(pos) = under.iter().rposition(|w| Arc::ptr_eq(w, waiter)) {
+            under.swap_remove(pos);
         }
-        push_segment(&mut frames, leaf, &closing);
-        entries.insert(closing.id);
-        let unwind = Arc::new(CycleUnwind {
-            cycle: Cycle::new(frames),
-            entries,
-        });
-        for wid in marked {
-            if let Some(w) = self.waiters.get_mut(&wid) {
-                w.unwind = Some(unwind.clone());
-            }
-        }
-        Some(unwind)
     }
+    waiter.unwind.lock().clone()
+}
 
-    /// Depth-first search from `job` for an ancestor of the requester;
-    /// returns that ancestor, with `path` holding the edges taken.
-    fn search(
-        &self,
-        job: &Arc<Job>,
-        ancestors: &FxHashSet<u64>,
-        visited: &mut FxHashSet<u64>,
-        path: &mut Vec<(Arc<Job>, u64)>,
-    ) -> Option<Arc<Job>> {
-        if ancestors.contains(&job.id) {
-            return Some(job.clone());
-        }
-        if !visited.insert(job.id) {
-            return None;
-        }
-        let Some(under) = self.blocked_under.get(&job.id) else {
-            return None;
-        };
-        // Deterministic order: by waiter id (registration order).
-        let mut under = under.clone();
-        under.sort_unstable();
-        for wid in under {
-            let w = &self.waiters[&wid];
-            if w.unwind.is_some() {
-                continue;
-            }
-            path.push((job.clone(), wid));
-            if let Some(found) = self.search(&w.owner, ancestors, visited, path) {
-                return Some(found);
-            }
-            path.pop();
-        }
-        None
+/// One step of a search path: a job and a waiter under it.
+type Step = (Arc<Job>, Arc<Waiter>);
+
+fn find_cycle(leaf: &Arc<Job>, owner: &Arc<Job>) -> Option<Arc<CycleUnwind>> {
+    let ancestors: FxHashSet<u64> = leaf.chain().map(|j| j.id).collect();
+    let mut visited = FxHashSet::default();
+    let mut path: Vec<Step> = Vec::new();
+    let closing = search(owner, &ancestors, &mut visited, &mut path)?;
+
+    let mut frames = Vec::new();
+    let mut members = Vec::new();
+    let mut entries = FxHashSet::default();
+    for (top, w) in &path {
+        push_segment(&mut frames, &mut members, &w.leaf, top);
+        entries.insert(top.id);
     }
+    push_segment(&mut frames, &mut members, leaf, &closing);
+    entries.insert(closing.id);
+    let unwind = Arc::new(CycleUnwind {
+        cycle: Cycle::new(frames),
+        entries,
+    });
+    for job in members {
+        job.cycle.lock().get_or_insert_with(|| unwind.clone());
+    }
+    for (_, w) in &path {
+        w.unwind.lock().get_or_insert_with(|| unwind.clone());
+    }
+    Some(unwind)
+}
+
+/// Depth-first search from `job` for an ancestor of the requester; returns
+/// that ancestor, with `path` holding the edges taken.
+fn search(
+    job: &Arc<Job>,
+    ancestors: &FxHashSet<u64>,
+    visited: &mut FxHashSet<u64>,
+    path: &mut Vec<Step>,
+) -> Option<Arc<Job>> {
+    if ancestors.contains(&job.id) {
+        return Some(job.clone());
+    }
+    if !visited.insert(job.id) {
+        return None;
+    }
+    let under: Vec<Arc<Waiter>> = job.blocked_under.lock().clone();
+    for w in under {
+        if w.unwind.lock().is_some() {
+            // On a cycle being broken: it is about to unwind.
+            continue;
+        }
+        let owner = w.owner.clone();
+        path.push((job.clone(), w));
+        if let Some(found) = search(&owner, ancestors, visited, path) {
+            return Some(found);
+        }
+        path.pop();
+    }
+    None
 }
 
 /// Appends the jobs from `top` down to `leaf` (top first).
-fn push_segment(frames: &mut Vec<CycleFrame>, leaf: &Arc<Job>, top: &Arc<Job>) {
+fn push_segment(
+    frames: &mut Vec<CycleFrame>,
+    members: &mut Vec<Arc<Job>>,
+    leaf: &Arc<Job>,
+    top: &Arc<Job>,
+) {
     let mut seg: Vec<CycleFrame> = Vec::new();
     for job in leaf.chain() {
         seg.push(CycleFrame {
             query: job.query,
             key: job.key_string(),
         });
+        members.push(job.clone());
         if job.id == top.id {
             break;
         }

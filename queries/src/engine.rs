@@ -31,7 +31,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use weft_runtime::{Mode, Runtime};
 
-use crate::cycle::{CycleUnwind, Registered, WaitGraph};
+use crate::cycle::{self, CycleUnwind, Registered};
 use crate::job::{self, Job};
 use crate::memo::{Claim, Memo, MemoTable};
 use crate::profile::{Profile, Recorder};
@@ -74,7 +74,6 @@ struct EngineInner<D> {
     db: D,
     runtime: Runtime,
     tables: RwLock<FxHashMap<TypeId, Box<dyn ErasedTable>>>,
-    waits: WaitGraph,
     /// Diagnostics emitted outside any query (from `Engine::run`).
     top_diagnostics: Mutex<Vec<Diagnostic>>,
     /// Profiling (`profile.rs`): off unless `enable_recording` was called.
@@ -126,7 +125,6 @@ impl<D: Send + Sync + 'static> Engine<D> {
                 db,
                 runtime,
                 tables: RwLock::new(FxHashMap::default()),
-                waits: WaitGraph::default(),
                 top_diagnostics: Mutex::new(Vec::new()),
                 recorder: Recorder::new(),
             }),
@@ -267,6 +265,12 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
 
     /// The result of `Q(key)`, errors included (see [`Cx::get`]).
     ///
+    /// When the calling query is itself on the cycle that this read closes
+    /// (or on one being broken), the call does not return: the cycle's
+    /// unwinding passes through it to the calling query, whose result
+    /// becomes its `recover` value. Errors of queries *outside* the caller's
+    /// own cycle are returned.
+    ///
     /// # Errors
     ///
     /// [`QueryError::Cycle`] when `Q(key)` is part of, or depends on, a
@@ -327,25 +331,32 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         };
         // RECORD: execution of `Q(key)` ends.
         self.engine.recorder.exec_end(record);
-        let (result, rethrow) = match outcome {
-            Ok(v) => (Ok(v), None),
-            Err(payload) => match payload.downcast::<CycleUnwindPayload>() {
-                Ok(cycle) => {
-                    let recovered = panic::catch_unwind(AssertUnwindSafe(|| {
-                        Q::recover(self, &cycle.0.cycle, key)
-                    }));
-                    let result = match recovered {
-                        Ok(Some(v)) => Ok(v),
-                        Ok(None) => Err(QueryError::Cycle(cycle.0.cycle.clone())),
-                        Err(p) => Err(panicked::<Q>(key, &*p)),
-                    };
-                    let entry = cycle.0.entries.contains(&job.id);
-                    (result, (!entry).then_some(cycle as Box<dyn Any + Send>))
+        // A job on a cycle publishes its recover value however its provider
+        // ended (see `cycle.rs`): membership decides, not the payload.
+        let member = job.cycle.lock().clone();
+        let (result, rethrow) = match (member, outcome) {
+            (Some(cycle), _) => {
+                let recovered =
+                    panic::catch_unwind(AssertUnwindSafe(|| Q::recover(self, &cycle.cycle, key)));
+                let result = match recovered {
+                    Ok(Some(v)) => Ok(v),
+                    Ok(None) => Err(QueryError::Cycle(cycle.cycle.clone())),
+                    Err(p) => Err(panicked::<Q>(key, &*p)),
+                };
+                let entry = cycle.entries.contains(&job.id);
+                let payload = Box::new(CycleUnwindPayload(cycle)) as Box<dyn Any + Send>;
+                (result, (!entry).then_some(payload))
+            }
+            (None, Ok(v)) => (Ok(v), None),
+            (None, Err(payload)) => match payload.downcast::<ErrorUnwind>() {
+                Ok(e) => (Err(e.0), None),
+                Err(payload) => {
+                    if payload.is::<CycleUnwindPayload>() {
+                        // Only members see a cycle's unwind; reaching here is a bug.
+                        panic!("weft: internal error: cycle unwind reached {}({key:?}), not on the cycle", Q::NAME);
+                    }
+                    (Err(panicked::<Q>(key, &*payload)), None)
                 }
-                Err(payload) => match payload.downcast::<ErrorUnwind>() {
-                    Ok(e) => (Err(e.0), None),
-                    Err(payload) => (Err(panicked::<Q>(key, &*payload)), None),
-                },
             },
         };
         let diagnostics = std::mem::take(&mut *job.diagnostics.lock());
@@ -372,11 +383,11 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         latch: &weft_runtime::Latch,
     ) -> Result<Q::Value, QueryError> {
         let waiter = match job::current_job() {
-            Some(leaf) => match self.engine.waits.register(&leaf, owner) {
+            Some(leaf) => match cycle::register(&leaf, owner) {
                 Registered::Cycle(unwind) => {
                     panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
                 }
-                Registered::Waiting(id) => Some(id),
+                Registered::Waiting(w) => Some(w),
             },
             // Top level: nobody can be waiting on us, so no cycle.
             None => None,
@@ -400,8 +411,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         latch.wait();
         // RECORD: wait ends.
         recorder.wait_end(record);
-        if let Some(id) = waiter {
-            if let Some(unwind) = self.engine.waits.unregister(id) {
+        if let Some(waiter) = &waiter {
+            if let Some(unwind) = cycle::unregister(waiter) {
                 panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)));
             }
         }

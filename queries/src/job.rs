@@ -28,6 +28,11 @@ pub(crate) struct Job {
     pub(crate) parent: Option<Arc<Job>>,
     /// Diagnostics emitted while this job (or a task it forked) ran.
     pub(crate) diagnostics: Mutex<Vec<Diagnostic>>,
+    /// Set (once) when this job is found on a dependency cycle: its result
+    /// is then its `recover` value (or `Cycle`), however its provider ends.
+    pub(crate) cycle: Mutex<Option<Arc<crate::cycle::CycleUnwind>>>,
+    /// The waiters whose leaf is this job or a descendant (see `cycle.rs`).
+    pub(crate) blocked_under: Mutex<Vec<Arc<crate::cycle::Waiter>>>,
 }
 
 impl Job {
@@ -43,6 +48,8 @@ impl Job {
             key,
             parent,
             diagnostics: Mutex::new(Vec::new()),
+            cycle: Mutex::new(None),
+            blocked_under: Mutex::new(Vec::new()),
         })
     }
 

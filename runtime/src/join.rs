@@ -103,6 +103,7 @@ where
         latch: Latch::new(),
     });
     let task = {
+        let claimed: *const AtomicBool = &job.claimed;
         let job = job.clone();
         let func: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
             if job.claim() {
@@ -117,7 +118,8 @@ where
         // claims `b` and runs it itself, or it waits on `job.latch`, which the
         // task sets after `b` returned. The task closure may outlive `join`
         // only holding an `Arc` to a job whose `func` and `result` are empty.
-        Task::new(unsafe { erase_lifetime(func) })
+        // SAFETY (`claimed`): points into the job `Arc` the closure owns.
+        Task::with_claim(unsafe { erase_lifetime(func) }, unsafe { &*claimed })
     };
     WorkerThread::with_current(|w| w.expect("join: worker vanished").push(task));
     let ra = panic::catch_unwind(AssertUnwindSafe(a));
@@ -331,7 +333,11 @@ impl<'scope> Scope<'scope> {
             func: UnsafeCell::new(Some(unsafe { erase_lifetime(func) })),
         });
         self.unstarted.lock().push_back(job.clone());
-        let task = Task::new(Box::new(move || job.run_if_unclaimed()));
+        let claimed: *const AtomicBool = &job.claimed;
+        // SAFETY: `claimed` points into `job`, an `Arc` the closure owns.
+        let task = Task::with_claim(Box::new(move || job.run_if_unclaimed()), unsafe {
+            &*claimed
+        });
         WorkerThread::with_current(|w| w.expect("scope: spawn outside its worker").push(task));
     }
 }

@@ -29,6 +29,7 @@
 use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -47,7 +48,15 @@ use crate::Mode;
 pub(crate) struct Task {
     func: Box<dyn FnOnce() + Send + 'static>,
     ctx: TaskContext,
+    /// For a task that its owner may run inline instead (`join`'s `b`, a
+    /// scope's spawn): the claim flag, `true` once someone took the work.
+    /// Points into an `Arc` owned by `func`, so it lives as long as the task.
+    claimed: *const AtomicBool,
 }
+
+// SAFETY: `func` is `Send`; `claimed` points into an `Arc` (of a `Sync`
+// job) kept alive by `func`, and is only read atomically.
+unsafe impl Send for Task {}
 
 impl Task {
     /// Wraps a closure that must not unwind (callers catch panics inside it).
@@ -55,7 +64,29 @@ impl Task {
         Task {
             func,
             ctx: current_context(),
+            claimed: std::ptr::null(),
         }
+    }
+
+    /// A task whose work may be claimed by its owner first; `claimed` must
+    /// point into an `Arc` that `func` owns.
+    pub(crate) fn with_claim(
+        func: Box<dyn FnOnce() + Send + 'static>,
+        claimed: &AtomicBool,
+    ) -> Task {
+        Task {
+            claimed,
+            ..Task::new(func)
+        }
+    }
+
+    /// Whether the owner already took this task's work: then running it
+    /// would do nothing, and the worker drops it without starting a fiber.
+    pub(crate) fn is_claimed(&self) -> bool {
+        // SAFETY: non-null `claimed` points into an `Arc` owned by `func`
+        // (see `with_claim`), which lives as long as `self`.
+        // Relaxed: a stale `false` only costs running the (no-op) task.
+        !self.claimed.is_null() && unsafe { (*self.claimed).load(Ordering::Relaxed) }
     }
 
     /// Runs the task with its spawner's context. A panic escaping the task
@@ -239,6 +270,9 @@ impl WorkerThread {
     }
 
     fn run_task(&self, task: Task) {
+        if task.is_claimed() {
+            return;
+        }
         match self.registry.mode {
             #[cfg(feature = "fibers")]
             Mode::Fibers => self.fibers.start(self, task),

@@ -6,6 +6,7 @@
 //! main-thread case re-executes this test binary with `WEFT_STACK_CHILD` set;
 //! a constructor in `.init_array` then runs the recursion on the process's
 //! main thread before libtest starts (libtest runs tests on spawned threads).
+#![cfg_attr(not(feature = "fibers"), allow(dead_code))]
 
 #[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../src/stack.rs"]

@@ -3,6 +3,7 @@
 //! so this binary holds this one scenario): stacks still work, overflows are
 //! still reported, and each stack costs two mappings, which is the limit the
 //! notes document (about `vm.max_map_count / 2` live stacks).
+#![cfg_attr(not(feature = "fibers"), allow(dead_code))]
 
 #[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../src/stack.rs"]

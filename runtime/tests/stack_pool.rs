@@ -3,6 +3,7 @@
 //! 1 GiB RSS (issue 5).
 //!
 //! `stack.rs` is `pub(crate)`, so the test compiles the module itself.
+#![cfg_attr(not(feature = "fibers"), allow(dead_code))]
 
 #[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../src/stack.rs"]

@@ -3,6 +3,10 @@
 //! at every level completes, also from many tasks at once and across fiber
 //! suspends; and an unbounded recursion in a task ends the process with a
 //! message naming the worker and the activity label.
+//!
+//! Deep recursion needs the `fibers` feature (segments are corosensei
+//! stacks); without it only the overflow scenarios run.
+#![cfg_attr(not(feature = "fibers"), allow(dead_code, unused_imports))]
 
 use std::process::{Command, Output};
 
@@ -49,32 +53,57 @@ fn depth_one_million_in_every_mode() {
     }
 }
 
-/// Several deep tasks at once, each waiting (fiber suspends / thread
-/// blocks) at the bottom of its recursion, deep inside segments.
+/// Several deep tasks at once, each suspending at the bottom of its
+/// recursion, deep inside segments, while the other tasks run on the same
+/// workers; resumed, each goes deeper still. Fibers mode only: in threads
+/// mode four blocked waiters on two workers would starve the setter, and
+/// serial mode runs the setter after the waiters.
 #[cfg(feature = "fibers")]
 #[test]
 fn deep_tasks_wait_inside_segments() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const TASKS: usize = 4;
+    struct Gate {
+        arrived: AtomicUsize,
+        all_arrived: Latch,
+        go: Latch,
+    }
     #[inline(never)]
-    fn dive(n: u64, latch: &Latch) -> u64 {
+    fn dive(n: u64, gate: &Gate) -> u64 {
         if n == 0 {
-            latch.wait();
+            let before = remaining_stack().unwrap();
+            assert!(before < 2 << 20, "not on a segment: {before}");
+            if gate.arrived.fetch_add(1, Ordering::SeqCst) + 1 == TASKS {
+                gate.all_arrived.set();
+            }
+            gate.go.wait(); // the fiber suspends here, on a segment
+            let after = remaining_stack().unwrap();
+            assert!(
+                before.abs_diff(after) < 4096,
+                "bounds moved: {before} -> {after}"
+            );
             return chain(DEPTH / 10);
         }
-        ensure_sufficient_stack(|| dive(n - 1, latch) + 1)
+        ensure_sufficient_stack(|| dive(n - 1, gate) + 1)
     }
-    for mode in modes() {
-        let rt = runtime(mode, 2);
-        let latch = Latch::new();
-        let depths = rt.block_on(|| {
-            let (a, b) = join(
-                || par_map(&[0u8; 4], |_, _| dive(DEPTH / 5, &latch)),
-                || latch.set(),
-            );
-            let () = b;
-            a
-        });
-        assert_eq!(depths, vec![DEPTH / 5 + DEPTH / 10; 4], "{mode}");
-    }
+    let rt = runtime(Mode::Fibers, 2);
+    let gate = Gate {
+        arrived: AtomicUsize::new(0),
+        all_arrived: Latch::new(),
+        go: Latch::new(),
+    };
+    let depths = rt.block_on(|| {
+        let (depths, ()) = join(
+            || par_map(&[0u8; TASKS], |_, _| dive(DEPTH / 5, &gate)),
+            || {
+                gate.all_arrived.wait();
+                gate.go.set();
+            },
+        );
+        depths
+    });
+    assert_eq!(depths, vec![DEPTH / 5 + DEPTH / 10; TASKS]);
 }
 
 /// The child side; does nothing unless started by a test below.

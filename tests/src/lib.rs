@@ -371,9 +371,7 @@ mod tests {
         assert_eq!(count(Mode::Threads), 3);
         assert_eq!(count(Mode::Serial), 1);
         assert_eq!(count(Mode::Fibers), if expect_fibers { 3 } else { 0 });
-        assert!(all
-            .iter()
-            .all(|c| c.mode != Mode::Serial || c.threads == 1));
+        assert!(all.iter().all(|c| c.mode != Mode::Serial || c.threads == 1));
     }
 
     #[test]
@@ -445,10 +443,9 @@ mod tests {
             .threads(2)
             .jobserver(Jobserver::Disabled)
             .build()
-            .err()
-            .expect("Mode::Fibers must not build without the `fibers` feature");
+            .expect_err("Mode::Fibers must not build without the `fibers` feature");
         assert!(
-            matches!(err, weft_runtime::BuildError::FibersUnavailable { .. }),
+            matches!(err, weft_runtime::BuildError::FibersUnavailable),
             "unexpected error: {err:?}"
         );
         let message = err.to_string();

@@ -271,7 +271,11 @@ fn self_cycle() {
             Err(QueryError::Cycle(c))
         };
         for (config, seen) in results {
-            assert_eq!(seen, vec![expected.clone(); 5], "[{config}] recover={recovers}");
+            assert_eq!(
+                seen,
+                vec![expected.clone(); 5],
+                "[{config}] recover={recovers}"
+            );
         }
     }
 }
@@ -291,7 +295,12 @@ fn self_cycle() {
 /// ```
 #[test]
 fn two_cycle_across_two_workers() {
-    let variants = [[false; 3], [true; 3], [true, false, false], [false, true, false]];
+    let variants = [
+        [false; 3],
+        [true; 3],
+        [true, false, false],
+        [false, true, false],
+    ];
     for recover in variants {
         let results = for_each_config(move |mode, threads| {
             let force = can_wait_concurrently(mode, threads, 2);
@@ -419,6 +428,12 @@ fn par_for_each_child_asks_for_its_parent() {
 /// entry point: run the forced two-cycle 50 times per configuration (fresh
 /// engine each time), entered at `cyc_b` first (serial: b → a → b on one
 /// stack), and expect the canonical `[cyc_a(0), cyc_b(0)]` every time.
+///
+/// ```text
+///  50 × { worker X: get(cyc_b(0)) ─┐  forced: both started, then each asks
+///         worker Y: get(cyc_a(0)) ─┘  the other; either may close the cycle }
+///  every run, both: Err(Cycle [cyc_a(0), cyc_b(0)])
+/// ```
 #[test]
 fn two_cycle_result_does_not_depend_on_timing() {
     let results = for_each_config(|mode, threads| {
@@ -534,24 +549,35 @@ fn cycle_member_whose_other_dependency_fails() {
                     let b = engine.get::<MixedB>(0);
                     (engine.get::<MixedA>(0), b)
                 }
-                _ => engine.run(|cx| {
-                    join(|| cx.try_get::<MixedA>(0), || cx.try_get::<MixedB>(0))
-                }),
+                _ => engine.run(|cx| join(|| cx.try_get::<MixedA>(0), || cx.try_get::<MixedB>(0))),
             };
             (a, b, engine.get::<Failing>(0))
         });
-        let c = Err(QueryError::Cycle(cycle(&[("mixed_a", "0"), ("mixed_b", "0")])));
+        let c = Err(QueryError::Cycle(cycle(&[
+            ("mixed_a", "0"),
+            ("mixed_b", "0"),
+        ])));
         let mut wrong = Vec::new();
         for (config, (a, b, failing)) in results {
             if a != c || b != c {
                 wrong.push(format!("[{config}] mixed_a: {a:?}\n    mixed_b: {b:?}"));
             }
             assert!(
-                matches!(failing, Err(QueryError::Panicked { query: "failing", .. })),
+                matches!(
+                    failing,
+                    Err(QueryError::Panicked {
+                        query: "failing",
+                        ..
+                    })
+                ),
                 "[{config}] entered at {entry}: failing: {failing:?}"
             );
         }
-        mismatches.extend(wrong.into_iter().map(|w| format!("entered at {entry}: {w}")));
+        mismatches.extend(
+            wrong
+                .into_iter()
+                .map(|w| format!("entered at {entry}: {w}")),
+        );
     }
     assert!(
         mismatches.is_empty(),

@@ -115,7 +115,9 @@ impl Query for Sum {
 
     fn compute(cx: &Cx<'_, ManyDb>, key: &usize) -> usize {
         let parts: Vec<usize> = (0..8).map(|i| (key + i) % KEYS).collect();
-        par_map(&parts, |_, &k| cx.get::<Square>(k)).into_iter().sum()
+        par_map(&parts, |_, &k| cx.get::<Square>(k))
+            .into_iter()
+            .sum()
     }
 }
 
@@ -195,6 +197,12 @@ fn same_key_from_several_block_on_callers() {
 
 /// `par_for_each` requesters (not `par_map`) on a key that is already done:
 /// pure hits, no execution.
+///
+/// ```text
+///  top level: get(Square(5)) → executes once → 25
+///  par_for_each 0..100 (any worker): get(Square(5)) → Hit → 25
+///  executions of square(5) == 1
+/// ```
 #[test]
 fn hits_do_not_execute_again() {
     for_each_config(|mode, threads| {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use weft_queries::{Cx, Engine, Query, QueryError};
 use weft_runtime::{par_for_each, par_map, Mode};
 use weft_tests::{
-    concurrent_items, for_each_config, inject_panic, panic_message, quiet_injected_panics,
-    runtime, Arrivals,
+    concurrent_items, for_each_config, inject_panic, panic_message, quiet_injected_panics, runtime,
+    Arrivals,
 };
 
 const WAITERS: usize = 8;
@@ -235,7 +235,10 @@ fn runtime_survives_a_panicking_block_on() {
             let payload = caught.expect_err("block_on must resume the panic");
             assert!(panic_message(&*payload).contains(&format!("round {round}")));
             let items: Vec<u32> = (0..64).collect();
-            let sum: u32 = rt.block_on(|| par_map(&items, |_, x| x * 2)).into_iter().sum();
+            let sum: u32 = rt
+                .block_on(|| par_map(&items, |_, x| x * 2))
+                .into_iter()
+                .sum();
             assert_eq!(sum, 64 * 63);
         }
     });

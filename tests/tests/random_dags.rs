@@ -324,12 +324,8 @@ fn cases() -> u32 {
 #[test]
 fn random_dags_agree_with_serial_mode() {
     quiet_injected_panics();
-    let runtimes: Arc<Vec<(Config, Runtime)>> = Arc::new(
-        configs()
-            .into_iter()
-            .map(|c| (c, c.runtime()))
-            .collect(),
-    );
+    let runtimes: Arc<Vec<(Config, Runtime)>> =
+        Arc::new(configs().into_iter().map(|c| (c, c.runtime())).collect());
     let cases = cases();
     let config = ProptestConfig {
         cases,
@@ -338,7 +334,8 @@ fn random_dags_agree_with_serial_mode() {
         max_shrink_time: 60_000,
         ..ProptestConfig::default()
     };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let per_graph_secs = weft_tests::timeout_secs();
     let started = Instant::now();
     let graphs = Arc::new(AtomicUsize::new(0));

@@ -3,6 +3,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use weft_runtime::{current_worker_index, join, par_map, scope, Latch};
@@ -139,13 +140,15 @@ fn par_map_keeps_item_order() {
     });
 }
 
-/// With 2+ workers, a large `par_map` uses more than one worker (work is
-/// really shared). Items wait on a latch that the last item sets, so no
-/// worker can finish them all before the others wake up.
+/// With 2+ workers, `par_map` shares its items between workers: each item
+/// records its worker and then holds its worker (spinning, not a runtime
+/// wait) until items have run on two distinct workers, so a runtime that
+/// never lets another worker steal fails after [`SPREAD_SECS`] instead of
+/// passing by luck of timing.
 ///
 /// ```text
-///  items 0..63 wait for the latch (suspend / block); item 63 sets it
-///  → with 4 workers in threads mode, at least 2 distinct workers ran items
+///  worker X: item 0 ─ seen = {X} ─ spin ·········· seen = {X, Y} → done
+///  worker Y: (steals items 32..64) item 32 ─ seen = {X, Y} → done ...
 /// ```
 #[test]
 fn par_map_spreads_over_workers() {
@@ -153,42 +156,52 @@ fn par_map_spreads_over_workers() {
     for_configs(list, |mode, threads| {
         let rt = runtime(mode, threads);
         let items: Vec<usize> = (0..64).collect();
+        let seen = Mutex::new(Vec::<usize>::new());
+        let distinct = || {
+            let mut v = seen.lock().clone();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
         let workers = rt.block_on(|| {
             par_map(&items, |i, _| {
-                // A little work per item so idle workers get to steal.
-                std::thread::sleep(std::time::Duration::from_micros(200));
-                let _ = i;
-                current_worker_index()
+                let w = current_worker_index().expect("items run on workers");
+                seen.lock().push(w);
+                let deadline = Instant::now() + Duration::from_secs(SPREAD_SECS);
+                while distinct().len() < 2 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "item {i}: no second worker took items within {SPREAD_SECS} s"
+                    );
+                    std::thread::yield_now();
+                }
+                w
             })
         });
-        let mut distinct: Vec<usize> = workers.into_iter().flatten().collect();
-        distinct.sort_unstable();
-        distinct.dedup();
+        assert_eq!(workers.len(), 64);
+        let d = distinct();
         assert!(
-            distinct.len() >= 2,
-            "[{mode}/{threads}] 64 items of 200 µs all ran on {distinct:?}"
+            d.len() >= 2 && d.iter().all(|&w| w < threads),
+            "[{mode}/{threads}] {d:?}"
         );
     });
 }
 
+/// How long [`par_map_spreads_over_workers`] waits for a second worker.
+const SPREAD_SECS: u64 = 20;
+
 /// ```text
-///  join(|| panic "a", || { ran_b = true; panic "b" }) → caller sees "a";
-///  join(|| 1, || panic "b") → caller sees "b";
-///  scope: spawn 0 ok, spawn 1 panics, spawn 2 panics → "spawn 1",
-///         after every spawn ran
+///  join(|| panic "a", || { b_ran += 1; panic "b" }) → caller sees "a",
+///                                                     after b ran;
+///  join(|| 1, || panic "b")                         → caller sees "b"
 /// ```
 #[test]
-fn join_and_scope_propagate_panics() {
+fn join_propagates_panics() {
     quiet_injected_panics();
     for_each_config(|mode, threads| {
         let rt = runtime(mode, threads);
-        let catch = |f: &(dyn Fn() + Sync)| {
-            let payload = panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(f)))
-                .expect_err("the panic must reach block_on's caller");
-            panic_message(&*payload)
-        };
         let b_ran = AtomicUsize::new(0);
-        let m = catch(&|| {
+        let m = catch_message(&rt, &|| {
             join(
                 || inject_panic("a"),
                 || {
@@ -199,12 +212,25 @@ fn join_and_scope_propagate_panics() {
         });
         assert!(m.ends_with(": a"), "{m}");
         assert_eq!(b_ran.load(Ordering::SeqCst), 1, "join waits for b");
-        let m = catch(&|| {
+        let m = catch_message(&rt, &|| {
             join(|| 1, || inject_panic("b"));
         });
         assert!(m.ends_with(": b"), "{m}");
+        assert_eq!(rt.block_on(|| join(|| 2, || 3)), (2, 3));
+    });
+}
+
+/// ```text
+///  scope: spawn 0 ok, spawn 1 panics, spawn 2 panics
+///  → caller sees "spawn 1", after all three spawns ran
+/// ```
+#[test]
+fn scope_propagates_panics() {
+    quiet_injected_panics();
+    for_each_config(|mode, threads| {
+        let rt = runtime(mode, threads);
         let spawned = AtomicUsize::new(0);
-        let m = catch(&|| {
+        let m = catch_message(&rt, &|| {
             scope(|s| {
                 for i in 0..3 {
                     let spawned = &spawned;
@@ -219,6 +245,13 @@ fn join_and_scope_propagate_panics() {
         });
         assert!(m.ends_with("spawn 1"), "{m}");
         assert_eq!(spawned.load(Ordering::SeqCst), 3);
-        assert_eq!(rt.block_on(|| join(|| 2, || 3)), (2, 3));
+        assert_eq!(rt.block_on(|| scope(|_| 5)), 5);
     });
+}
+
+/// Runs `f` on `rt`, expects it to panic, and returns the panic's message.
+fn catch_message(rt: &weft_runtime::Runtime, f: &(dyn Fn() + Sync)) -> String {
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(f)))
+        .expect_err("the panic must reach block_on's caller");
+    panic_message(&*payload)
 }

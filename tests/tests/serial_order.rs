@@ -66,6 +66,11 @@ fn serial_mode_runs_in_program_order() {
 }
 
 /// Outside any runtime the free functions also run inline, in order.
+///
+/// ```text
+///  test thread (no runtime): par_for_each 0..10 → 0, 1, ..., 9 on this thread
+///                            join(push 100, push 101) → 100, 101
+/// ```
 #[test]
 fn outside_a_runtime_everything_runs_inline_in_order() {
     let log = Mutex::new(Vec::new());

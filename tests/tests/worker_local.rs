@@ -91,7 +91,9 @@ fn worker_local_in_a_db() {
         let engine = Engine::new(rt, db);
         let keys: Vec<u32> = (0..500).collect();
         engine.run(|cx| {
-            par_for_each(&keys, |_, &k| assert_eq!(cx.get::<Leaf>(k % 200), k % 200 + 1))
+            par_for_each(&keys, |_, &k| {
+                assert_eq!(cx.get::<Leaf>(k % 200), k % 200 + 1)
+            })
         });
         let counts: Vec<usize> = engine
             .db()
@@ -135,7 +137,7 @@ fn a_suspended_fiber_resumes_on_its_worker() {
                         let before = current_worker_index();
                         let slot = wl.get() as *const usize;
                         latches[i].wait();
-                        if current_worker_index() != before || wl.get() as *const usize != slot {
+                        if current_worker_index() != before || !std::ptr::eq(wl.get(), slot) {
                             moved.fetch_add(1, Ordering::SeqCst);
                         }
                     } else {

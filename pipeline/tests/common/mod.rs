@@ -1,0 +1,167 @@
+//! Shared helpers of the CLI tests: run the `weft` binary under a timeout.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a single `weft` run may take before the test fails as a hang.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The modes every determinism test runs in.
+pub(crate) const MODES: [&str; 3] = ["fibers", "threads", "serial"];
+
+/// The thread counts every determinism test runs at.
+pub(crate) const JOBS: [&str; 3] = ["1", "2", "4"];
+
+/// What one run of `weft` did.
+#[derive(Debug)]
+pub(crate) struct Run {
+    /// Exit status (`-1` when killed by a signal).
+    pub(crate) status: i32,
+    /// Standard output.
+    pub(crate) stdout: String,
+    /// Standard error.
+    pub(crate) stderr: String,
+}
+
+/// The `weft` binary built for this test run.
+pub(crate) fn weft_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weft"))
+}
+
+/// `tests/fixtures/` of the repository.
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// Runs `weft args...`; kills it and fails the test after [`TIMEOUT`].
+pub(crate) fn weft<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let mut child = Command::new(weft_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for weft") {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let shown: Vec<String> = args
+                .iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect();
+            panic!(
+                "weft {} did not finish within {TIMEOUT:?} (hang?)",
+                shown.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = String::from_utf8(out_t.join().expect("stdout reader")).expect("stdout is UTF-8");
+    let stderr = String::from_utf8_lossy(&err_t.join().expect("stderr reader")).into_owned();
+    Run {
+        status: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs `weft analyze <extra...> --mode m -j n` in every mode and at every
+/// thread count, asserts exit status 0 and identical stdout, and returns it.
+pub(crate) fn analyze_everywhere(extra: &[&str]) -> String {
+    let mut first: Option<(String, String)> = None;
+    for mode in MODES {
+        for jobs in JOBS {
+            let mut args = vec!["analyze"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["--mode", mode, "-j", jobs]);
+            let run = weft(&args);
+            let label = format!("--mode {mode} -j {jobs}");
+            assert_eq!(
+                run.status, 0,
+                "{label}: exit status; stderr:\n{}",
+                run.stderr
+            );
+            match &first {
+                None => first = Some((label, run.stdout)),
+                Some((first_label, expected)) => {
+                    if *expected != run.stdout {
+                        panic!(
+                            "stdout differs between `{first_label}` and `{label}`:\n{}",
+                            first_difference(expected, &run.stdout)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    first.expect("at least one run").1
+}
+
+/// The first differing line of two outputs, for failure messages.
+pub(crate) fn first_difference(a: &str, b: &str) -> String {
+    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if x != y {
+            return format!("line {}:\n  - {x}\n  + {y}", i + 1);
+        }
+    }
+    format!(
+        "one output is a prefix of the other ({} vs {} lines)",
+        a.lines().count(),
+        b.lines().count()
+    )
+}
+
+/// A scratch directory for one test, removed when dropped.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named after `name`.
+    pub(crate) fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("weft-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside the directory.
+    pub(crate) fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    /// Writes `contents` to `p` (creating parent directories).
+    pub(crate) fn write(&self, p: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(p);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
