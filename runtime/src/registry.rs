@@ -282,9 +282,7 @@ impl WorkerThread {
 }
 
 fn worker_main(registry: Arc<Registry>, index: usize, deque: Worker<Task>) {
-    #[cfg(feature = "fibers")]
     let _alt = crate::stack::install_alt_stack_for_thread();
-    #[cfg(feature = "fibers")]
     crate::stack::set_worker_index_for_signal(index);
     let worker = WorkerThread {
         registry,
@@ -440,6 +438,9 @@ impl Builder {
         if self.mode == Mode::Fibers && !Mode::fibers_available() {
             return Err(BuildError::FibersUnavailable);
         }
+        // Also in serial mode: an overflow of the caller's stack (or of a
+        // segment) is then reported with the query being computed.
+        crate::stack::install_overflow_handler();
         if self.mode == Mode::Serial {
             return Ok(Runtime {
                 inner: Arc::new(RuntimeInner {
@@ -449,8 +450,6 @@ impl Builder {
                 }),
             });
         }
-        #[cfg(feature = "fibers")]
-        crate::stack::install_overflow_handler();
         let deques: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_lifo()).collect();
         let registry = Arc::new(Registry {
             mode: self.mode,
@@ -567,6 +566,16 @@ impl Runtime {
             .registry
             .as_ref()
             .map_or_else(Vec::new, |r| r.tokens.busy_intervals())
+    }
+
+    /// Fiber stacks currently carved and not freed, in use or pooled: a
+    /// leak check for tests (0 in threads and serial mode).
+    pub fn live_stacks(&self) -> usize {
+        #[cfg(feature = "fibers")]
+        if let Some(r) = &self.inner.registry {
+            return r.stacks.live_stacks();
+        }
+        0
     }
 
     /// Starts recording busy intervals (see [`Runtime::busy_log`]).

@@ -213,13 +213,22 @@ fn fast_path_cost() {
     }
     let without = t.elapsed().as_nanos() as f64 / n as f64;
     std::hint::black_box(acc);
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     eprintln!(
         "ensure_sufficient_stack fast path: {with:.2} ns/call vs {without:.2} ns for the bare \
-         call ({} build)",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+         call ({build} build)"
     );
+
+    let label = "const_value(DefId(krate::module::CONSTANT))";
+    let t = Instant::now();
+    for _ in 0..n / 4 {
+        let guard = stack::set_current_activity(std::hint::black_box(label));
+        drop(std::hint::black_box(guard));
+    }
+    let per = t.elapsed().as_nanos() as f64 / (n / 4) as f64;
+    eprintln!("set_current_activity + drop of its guard: {per:.2} ns ({build} build)");
 }
