@@ -2,7 +2,8 @@
 //! they name each other.
 //!
 //! - A directory with a `Cargo.toml` is read through `cargo metadata`: its
-//!   workspace members, and with `--deps` every package reachable from them
+//!   workspace members (or, for a member's own directory, that package), and
+//!   with `--deps` every package reachable from them
 //!   through normal dependencies, resolved for the host platform
 //!   (`--filter-platform`). Without `--deps`, `cargo metadata --no-deps` is
 //!   used and dependencies are only known by name: paths into them are
@@ -214,8 +215,21 @@ fn from_metadata(manifest: &Path, deps: bool) -> Result<CrateGraph, InputError> 
         path: manifest.display().to_string(),
         message: e.to_string(),
     })?;
-    let members: BTreeSet<_> = meta.workspace_members.iter().cloned().collect();
     let pkgs: BTreeMap<_, _> = meta.packages.iter().map(|p| (p.id.clone(), p)).collect();
+    // The workspace root: every member. A member's own directory: that package.
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let asked = canonical(manifest);
+    let mut members: BTreeSet<_> = meta
+        .workspace_members
+        .iter()
+        .filter(|id| canonical(pkgs[*id].manifest_path.as_std_path()) == asked)
+        .cloned()
+        .collect();
+    if members.is_empty()
+        || canonical(meta.workspace_root.join("Cargo.toml").as_std_path()) == asked
+    {
+        members = meta.workspace_members.iter().cloned().collect();
+    }
 
     // Packages to analyze, with their normal dependencies (extern name, package id).
     let mut selected: BTreeMap<

@@ -3,13 +3,10 @@
 //!
 //! # Module tree
 //!
-//! Starting at the crate root, `mod x;` is looked up as `x.rs` then `x/mod.rs`
-//! in the declaring module's directory (`dir/` for a crate root, `mod.rs` or
-//! `#[path]` file, `dir/name/` for a non-`mod.rs` file `name.rs`, extended by
-//! inline `mod` names), or at `#[path = ".."]`. Files are parsed level by
-//! level, each level in parallel (`par_map` over `parse`). A missing file is a
-//! diagnostic at the `mod` item; the module then exists but is empty. A file
-//! reached twice (a `#[path]` loop) is loaded once.
+//! Built by [`crate::module_tree`]: module files are found from `mod x;`
+//! (`x.rs`, `x/mod.rs`, `#[path]`) and parsed level by level, each level in
+//! parallel. A missing file is a diagnostic at the `mod` item; the module then
+//! exists but is empty.
 //!
 //! # Names
 //!
@@ -270,18 +267,6 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
     let db = cx.db();
     let data = db.graph.krate(krate);
 
-    // Wait for every dependency's def map (transitively) first, in parallel.
-    let mut closure = BTreeSet::new();
-    let mut stack: Vec<CrateId> = data.deps.iter().filter_map(|d| d.1).collect();
-    while let Some(k) = stack.pop() {
-        if closure.insert(k) {
-            stack.extend(db.graph.krate(k).deps.iter().filter_map(|d| d.1));
-        }
-    }
-    let closure: Vec<CrateId> = closure.into_iter().collect();
-    let maps = weft_runtime::par_map(&closure, |_, k| cx.get::<DefMapQuery>(*k));
-    let dep_maps: FxHashMap<CrateId, Arc<DefMap>> = closure.into_iter().zip(maps).collect();
-
     let mut extern_prelude = BTreeMap::new();
     for (name, dep) in &data.deps {
         let res = match dep {
@@ -307,7 +292,7 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
             diagnostics: Vec::new(),
             assoc: FxHashMap::default(),
             extern_prelude,
-            dep_maps,
+            dep_maps: FxHashMap::default(),
             edition_2015: data.edition_2015,
         },
         db,
@@ -339,6 +324,19 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
             child_dir,
         }],
     );
+    // Only now wait for every dependency's def map (transitively), in
+    // parallel: parsing this crate's files needs none of them, so a crate's
+    // files are read while its dependencies are still being analyzed.
+    let mut closure = BTreeSet::new();
+    let mut stack: Vec<CrateId> = data.deps.iter().filter_map(|d| d.1).collect();
+    while let Some(k) = stack.pop() {
+        if closure.insert(k) {
+            stack.extend(db.graph.krate(k).deps.iter().filter_map(|d| d.1));
+        }
+    }
+    let closure: Vec<CrateId> = closure.into_iter().collect();
+    let maps = weft_runtime::par_map(&closure, |_, k| cx.get::<DefMapQuery>(*k));
+    b.map.dep_maps = closure.into_iter().zip(maps).collect();
     b.resolve_imports();
     b.resolve_impls();
     b.map.unresolved.sort();

@@ -14,8 +14,10 @@
 //! - [`analyze`] — the driver (runtime, progress, exit status);
 //! - [`cli`] — options shared by the subcommands.
 //!
-//! Documented simplifications: no macro expansion, `cfg` ignored (all items
-//! count), method calls are not resolved by type, no std/core prelude sources.
+//! Documented simplifications: no macro expansion (an item macro whose body is
+//! plain items, such as a `cfg_*! { .. }` wrapper or `cfg_if!`, is read as
+//! those items), `cfg` ignored (all items count), method calls are not
+//! resolved by type, no std/core prelude sources.
 
 pub mod analyze;
 pub mod cli;

@@ -7,7 +7,9 @@
 //!
 //! Function bodies are walked with `syn::visit` for path calls and panic sites;
 //! items nested in bodies are skipped, and macro bodies are not expanded (only
-//! the panic macros themselves are recognised).
+//! the panic macros themselves are recognised). An item-position macro whose
+//! body is plain items (`cfg_rt! { pub mod runtime; }`, `cfg_if! { .. }`
+//! branches) is read as those items; see `wrapped_items`.
 
 use std::sync::Arc;
 
@@ -72,17 +74,36 @@ fn has_attr(attrs: &[syn::Attribute], id: &str) -> bool {
     attrs.iter().any(|a| a.path().is_ident(id))
 }
 
+/// `#[path = ".."]`, else the first `#[cfg_attr(pred, path = "..")]` (`cfg`
+/// is ignored, so the first candidate wins).
 fn path_attr(attrs: &[syn::Attribute]) -> Option<String> {
-    attrs.iter().find_map(|a| match &a.meta {
-        syn::Meta::NameValue(nv) if nv.path.is_ident("path") => match &nv.value {
-            syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            }) => Some(s.value()),
-            _ => None,
-        },
+    let plain = attrs.iter().find_map(|a| match &a.meta {
+        syn::Meta::NameValue(nv) if nv.path.is_ident("path") => str_value(&nv.value),
         _ => None,
+    });
+    plain.or_else(|| {
+        attrs.iter().find_map(|a| {
+            if !a.path().is_ident("cfg_attr") {
+                return None;
+            }
+            let parser = syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated;
+            let metas = a.parse_args_with(parser).ok()?;
+            metas.iter().skip(1).find_map(|m| match m {
+                syn::Meta::NameValue(nv) if nv.path.is_ident("path") => str_value(&nv.value),
+                _ => None,
+            })
+        })
     })
+}
+
+fn str_value(e: &syn::Expr) -> Option<String> {
+    match e {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Some(s.value()),
+        _ => None,
+    }
 }
 
 fn proc_macro_name(attrs: &[syn::Attribute], fn_name: &Name) -> Option<Name> {
@@ -112,7 +133,46 @@ fn proc_macro_name(attrs: &[syn::Attribute], fn_name: &Name) -> Option<Name> {
 }
 
 fn lower_items(items: &[syn::Item]) -> Vec<Item> {
-    items.iter().map(lower_item).collect()
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        match wrapped_items(it) {
+            Some(inner) => out.extend(lower_items(&inner)),
+            None => out.push(lower_item(it)),
+        }
+    }
+    out
+}
+
+/// The items of an item-position macro that only wraps plain items: a
+/// `name! { items }` whose body parses as items (cfg wrappers such as
+/// tokio's `cfg_rt! { pub mod runtime; }`), or every branch of
+/// `cfg_if! { if #[cfg(..)] { items } else { items } }` (`cfg` is ignored, so
+/// all branches count). This is not macro expansion: a macro whose body is
+/// anything but items (`bitflags!`, `lazy_static!`, ...) stays opaque.
+fn wrapped_items(it: &syn::Item) -> Option<Vec<syn::Item>> {
+    let syn::Item::Macro(m) = it else {
+        return None;
+    };
+    if m.ident.is_some() || m.mac.path.is_ident("macro_rules") {
+        return None;
+    }
+    if !matches!(m.mac.delimiter, syn::MacroDelimiter::Brace(_)) {
+        return None;
+    }
+    let last = m.mac.path.segments.last()?.ident.to_string();
+    if last == "cfg_if" {
+        let mut items = Vec::new();
+        for tt in m.mac.tokens.clone() {
+            if let proc_macro2::TokenTree::Group(g) = tt {
+                if g.delimiter() == proc_macro2::Delimiter::Brace {
+                    items.extend(syn::parse2::<syn::File>(g.stream()).ok()?.items);
+                }
+            }
+        }
+        return Some(items);
+    }
+    let file = syn::parse2::<syn::File>(m.mac.tokens.clone()).ok()?;
+    (!file.items.is_empty()).then_some(file.items)
 }
 
 fn item(name: Name, v: RawVis, p: Pos, kind: ItemKind) -> Item {

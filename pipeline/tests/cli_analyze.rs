@@ -229,3 +229,67 @@ fn a_rs_file_is_a_crate_root() {
         run.stdout
     );
 }
+
+/// With a terminal on stderr, a progress bar (crates and files done) is
+/// drawn there. Needs util-linux `script` for the pseudo-terminal; skipped
+/// where it is missing.
+#[test]
+fn progress_bar_on_stderr_when_it_is_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to provide a terminal");
+        return;
+    }
+    let dir = fixtures().join("workspace");
+    let inner = format!(
+        "{} analyze {} --deps > /dev/null",
+        common::weft_bin().display(),
+        dir.display()
+    );
+    let out = Command::new("timeout")
+        .args(["120", "script", "-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    assert_eq!(out.status.code(), Some(0));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("crates, "), "no progress bar drawn: {tty:?}");
+    assert!(tty.contains("weft: analyzed 2 crates"), "{tty:?}");
+}
+
+#[test]
+fn a_member_directory_analyzes_that_package_and_deps_adds_its_dependencies() {
+    let beta = fixtures().join("workspace/beta");
+    let beta = beta.to_str().expect("UTF-8");
+    let alone = weft(&["analyze", beta]);
+    assert_eq!(alone.status, 0, "{}", alone.stderr);
+    assert!(
+        alone.stdout.starts_with("crate beta 0.2.0\n"),
+        "{}",
+        alone.stdout
+    );
+    assert!(!alone.stdout.contains("crate alpha"), "{}", alone.stdout);
+    // Without --deps, `alpha` is a declared dependency that is not analyzed:
+    // its paths are external (a warning on the const), never unresolved imports.
+    assert!(
+        alone.stdout.contains("cannot evaluate constant `DOUBLE_LIMIT`: `alpha::LIMIT` is outside the analyzed crates"),
+        "{}",
+        alone.stdout
+    );
+    assert!(
+        alone.stdout.contains("  unresolved imports: 1\n"),
+        "{}",
+        alone.stdout
+    );
+    let with_deps = weft(&["analyze", beta, "--deps"]);
+    assert_eq!(with_deps.status, 0, "{}", with_deps.stderr);
+    assert!(
+        with_deps.stdout.starts_with("crate alpha 0.1.0\n"),
+        "{}",
+        with_deps.stdout
+    );
+    assert!(
+        with_deps.stdout.contains("    DOUBLE_LIMIT = 128\n"),
+        "{}",
+        with_deps.stdout
+    );
+}

@@ -66,3 +66,8 @@ fn cycle_diagnostic_text_is_exact() {
     assert_eq!(expected.matches(two).count(), 1, "{expected}");
     assert_eq!(expected.matches(three).count(), 1, "{expected}");
 }
+
+#[test]
+fn item_macros_wrapping_items_and_cfg_attr_paths() {
+    check("macros", &[]);
+}

@@ -284,15 +284,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             new_job = Some(job.clone());
             job
         });
+        // RECORD: cache hit of `Q(key)`, computed by job `by`.
+        if let Claim::Hit(_, by) = &claim {
+            let reader = || job::current_job().map(|j| j.id);
+            self.engine.recorder.cache_hit(Q::NAME, reader, *by);
+        }
         match claim {
-            // RECORD: cache hit of `Q(key)`, computed by job `by`.
-            Claim::Hit(result, by) => {
-                let recorder = &self.engine.recorder;
-                if recorder.is_on() {
-                    recorder.cache_hit(Q::NAME, job::current_job().map(|j| j.id), by);
-                }
-                result
-            }
+            Claim::Hit(result, _by) => result,
             Claim::Claimed { latch } => {
                 let job = new_job.expect("claimed without a job");
                 let result = self.execute::<Q>(table, &key, &job);
@@ -316,12 +314,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         job: &Arc<Job>,
     ) -> Result<Result<Q::Value, QueryError>, Box<dyn Any + Send>> {
         // RECORD: execution of `Q(key)` starts (job.id, parent job).
-        let record = self.engine.recorder.exec_start(
-            job.id,
-            Q::NAME,
-            key,
-            job.parent.as_ref().map(|p| p.id),
-        );
+        let parent = || job.parent.as_ref().map(|p| p.id);
+        let record = self.engine.recorder.exec_start(job.id, Q::NAME, key, parent);
         let outcome = {
             let _ctx = job::enter(job);
             let _activity = weft_runtime::set_current_activity(Q::NAME);
@@ -401,16 +395,11 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             );
         }
         // RECORD: wait on job `owner.id` starts.
-        let recorder = &self.engine.recorder;
-        let waiting_exec = if recorder.is_on() {
-            job::current_job().map(|j| j.id)
-        } else {
-            None
-        };
-        let record = recorder.wait_start(waiting_exec, owner.id);
+        let waiting = || job::current_job().map(|j| j.id);
+        let record = self.engine.recorder.wait_start(waiting, owner.id);
         latch.wait();
         // RECORD: wait ends.
-        recorder.wait_end(record);
+        self.engine.recorder.wait_end(record);
         if let Some(waiter) = &waiter {
             if let Some(unwind) = cycle::unregister(waiter) {
                 panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)));

@@ -59,6 +59,19 @@
 //! waiter goes back to sleep with its helper request still outstanding.
 //! Shutdown and breakage use `notify_all`.
 //!
+//! The implicit slot is an atomic outside `State` (runtimes share it). A
+//! releaser stores `free = true` and only then takes the state lock of the
+//! runtime whose waiter it wakes (its own, or another member's in
+//! `ImplicitSlot::wake_member`); a waiter checks `free` under its own lock.
+//! So the store is ordered before any check made after that lock hand-over,
+//! and a waiter that checked earlier is asleep and gets the notify.
+//!
+//! # Fast path
+//!
+//! `Tokens::busy[w]` (touched only by worker `w`) makes `acquire` on a busy
+//! worker and `release` on an idle one return without taking any lock, so the
+//! scheduler may call them on every loop iteration.
+//!
 //! # Surplus tokens
 //!
 //! A helper request cannot be cancelled. When a waiter is served otherwise

@@ -187,10 +187,14 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
     } else {
         // Profiling: each item is a logical strand of one fork (`trace.rs`).
         let fork = crate::trace::fork();
-        (0..items.len()).for_each(|i| {
-            let _strand = crate::trace::enter_logical(fork.child());
-            run(i)
-        });
+        if fork.is_recorded() {
+            (0..items.len()).for_each(|i| {
+                let _strand = crate::trace::enter_logical(fork.child());
+                run(i)
+            });
+        } else {
+            (0..items.len()).for_each(run);
+        }
     }
     panics.resume();
 }

@@ -247,6 +247,12 @@ pub(crate) fn fork() -> ForkGroup {
             group: 0,
         };
     }
+    fork_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn fork_slow() -> ForkGroup {
     ForkGroup {
         parent: logical_strand(),
         group: fresh_strand(),
@@ -254,12 +260,24 @@ pub(crate) fn fork() -> ForkGroup {
 }
 
 impl ForkGroup {
+    /// Whether this fork is being recorded.
+    #[inline]
+    pub(crate) fn is_recorded(&self) -> bool {
+        self.group != 0
+    }
+
     /// A new child logical strand of this fork (0 when recording is off).
     #[inline]
     pub(crate) fn child(&self) -> u64 {
         if self.group == 0 {
             return 0;
         }
+        self.child_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn child_slow(&self) -> u64 {
         let child = fresh_strand();
         record_slow(
             Event::Fork {
@@ -307,6 +325,14 @@ impl Drop for LogicalGuard {
     }
 }
 
+/// [`now_ns`] and the running strand's [`on_cpu_ns`] from one clock read,
+/// so that the two agree.
+pub fn clocks() -> (u64, u64) {
+    let now = now_ns();
+    let off = STRAND.with(|s| s.get().off_cpu_ns);
+    (now, now.saturating_sub(off))
+}
+
 /// The running strand's on-CPU clock in ns: [`now_ns`] minus the time the
 /// strand spent suspended or blocked. Only differences taken on one strand
 /// mean anything.
@@ -328,6 +354,12 @@ pub(crate) fn enter_task() -> TaskStrand {
     if !is_enabled() {
         return TaskStrand { saved: None };
     }
+    enter_task_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn enter_task_slow() -> TaskStrand {
     let id = fresh_strand();
     let saved = STRAND.with(|s| {
         s.replace(StrandState {
@@ -341,12 +373,19 @@ pub(crate) fn enter_task() -> TaskStrand {
 }
 
 impl Drop for TaskStrand {
+    #[inline]
     fn drop(&mut self) {
         if let Some(saved) = self.saved.take() {
-            let ended = STRAND.with(|s| s.replace(saved));
-            record_slow(Event::TaskEnd { strand: ended.id }, now_ns());
+            leave_task(saved);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn leave_task(saved: StrandState) {
+    let ended = STRAND.with(|s| s.replace(saved));
+    record_slow(Event::TaskEnd { strand: ended.id }, now_ns());
 }
 
 /// A fiber's strand while it is switched away; from [`switch_out`].
@@ -362,6 +401,12 @@ pub(crate) fn switch_out() -> Switched {
     if !is_enabled() {
         return Switched { saved: None };
     }
+    switch_out_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn switch_out_slow() -> Switched {
     let at = now_ns();
     let st = STRAND.with(|s| s.replace(StrandState::default()));
     record_slow(Event::Suspend { strand: st.id }, at);
@@ -375,12 +420,18 @@ pub(crate) fn switch_out() -> Switched {
 /// as off-CPU.
 #[inline]
 pub(crate) fn switch_in(switched: Switched) {
-    if let Some((mut st, at)) = switched.saved {
-        let now = now_ns();
-        st.off_cpu_ns += now.saturating_sub(at);
-        STRAND.with(|s| s.set(st));
-        record_slow(Event::Resume { strand: st.id }, now);
+    if let Some((st, at)) = switched.saved {
+        switch_in_slow(st, at);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn switch_in_slow(mut st: StrandState, at: u64) {
+    let now = now_ns();
+    st.off_cpu_ns += now.saturating_sub(at);
+    STRAND.with(|s| s.set(st));
+    record_slow(Event::Resume { strand: st.id }, now);
 }
 
 /// A thread blocked on a latch; from [`block_start`].
@@ -395,6 +446,12 @@ pub(crate) fn block_start() -> Blocked {
     if !is_enabled() {
         return Blocked { since: None };
     }
+    block_start_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn block_start_slow() -> Blocked {
     let at = now_ns();
     record_slow(Event::BlockStart, at);
     Blocked { since: Some(at) }
@@ -405,14 +462,20 @@ pub(crate) fn block_start() -> Blocked {
 #[inline]
 pub(crate) fn block_end(blocked: Blocked) {
     if let Some(at) = blocked.since {
-        let now = now_ns();
-        STRAND.with(|s| {
-            let mut st = s.get();
-            st.off_cpu_ns += now.saturating_sub(at);
-            s.set(st);
-        });
-        record_slow(Event::BlockEnd, now);
+        block_end_slow(at);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn block_end_slow(at: u64) {
+    let now = now_ns();
+    STRAND.with(|s| {
+        let mut st = s.get();
+        st.off_cpu_ns += now.saturating_sub(at);
+        s.set(st);
+    });
+    record_slow(Event::BlockEnd, now);
 }
 
 #[cfg(test)]

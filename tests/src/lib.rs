@@ -14,6 +14,12 @@
 //!   tasks in progress at once; a scenario forces its interleaving only there.
 //! - [`quiet_injected_panics`], [`inject_panic`], [`panic_message`]: panics
 //!   that tests inject on purpose, without thousands of lines of noise.
+//! - [`with_timeout_named`] and [`try_with_timeout`]: [`with_timeout`] with a
+//!   label, and a variant that reports a hang instead of failing (soak).
+//! - [`dag`]: random query DAGs with injected panics and cycles, run on a
+//!   fresh engine and compared against serial mode.
+
+pub mod dag;
 
 use std::any::Any;
 use std::fmt;
@@ -145,7 +151,22 @@ where
     run_with_timeout("test", secs, f)
 }
 
-fn run_with_timeout<R, F>(label: &str, secs: u64, f: F) -> R
+/// [`with_timeout`] with a label of the caller's choice (a configuration
+/// and a seed, say) at the start of the failure message.
+pub fn with_timeout_named<R, F>(label: &str, secs: u64, f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    run_with_timeout(label, secs, f)
+}
+
+/// Runs `f` on a fresh thread named after `label` and waits at most `secs`
+/// seconds for it: `Some(Ok(value))` when it returned, `Some(Err(payload))`
+/// when it panicked, `None` when it did not finish in time (the thread is
+/// left behind, as with [`with_timeout`]). For loops that count hangs
+/// instead of failing at the first one (the soak test).
+pub fn try_with_timeout<R, F>(label: &str, secs: u64, f: F) -> Option<thread::Result<R>>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -160,19 +181,27 @@ where
         })
         .expect("spawning the test thread");
     match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(value)) => {
+        Ok(result) => {
             handle.join().expect("the test thread exits after sending");
-            value
+            Some(result)
         }
-        Ok(Err(payload)) => {
-            let _ = handle.join();
-            panic!("[{label}] {}", panic_message(&*payload))
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("[{label}] did not finish within {secs} s: deadlock (or a lost wake-up)?")
-        }
+        Err(mpsc::RecvTimeoutError::Timeout) => None,
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             panic!("[{label}] the test thread died without a result")
+        }
+    }
+}
+
+fn run_with_timeout<R, F>(label: &str, secs: u64, f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match try_with_timeout(label, secs, f) {
+        Some(Ok(value)) => value,
+        Some(Err(payload)) => panic!("[{label}] {}", panic_message(&*payload)),
+        None => {
+            panic!("[{label}] did not finish within {secs} s: deadlock (or a lost wake-up)?")
         }
     }
 }

@@ -83,6 +83,22 @@ struct OpenWait {
 }
 
 #[cfg(feature = "recording")]
+impl OpenWait {
+    #[cold]
+    #[inline(never)]
+    fn start(waiter: Option<u64>, on: u64) -> OpenWait {
+        OpenWait {
+            waiter,
+            on,
+            start_ns: trace::now_ns(),
+            worker: weft_runtime::current_worker_index(),
+            blocking: weft_runtime::current_mode() != Some(weft_runtime::Mode::Fibers)
+                || std::thread::panicking(),
+        }
+    }
+}
+
+#[cfg(feature = "recording")]
 struct State {
     inner: Mutex<Inner>,
 }
@@ -168,20 +184,20 @@ impl Recorder {
         }
     }
 
-    /// An execution `exec` of `query(key)` starts on this stack; `parent` is
-    /// the execution of the job that was current (the caller, or the query
-    /// that forked the calling task).
+    /// An execution `exec` of `query(key)` starts on this stack; `parent`
+    /// gives the execution of the job that was current (the caller, or the
+    /// query that forked the calling task); it is called only when recording.
     #[inline]
     pub fn exec_start(
         &self,
         exec: u64,
         query: &'static str,
         key: &dyn Debug,
-        parent: Option<u64>,
+        parent: impl FnOnce() -> Option<u64>,
     ) -> ExecToken {
         #[cfg(feature = "recording")]
         if let Some(state) = self.state.get() {
-            return state.exec_start(exec, query, key, parent);
+            return state.exec_start(exec, query, key, parent());
         }
         let _ = (exec, query, key, parent);
         ExecToken { exec: 0 }
@@ -200,32 +216,31 @@ impl Recorder {
         let _ = token;
     }
 
-    /// A cache hit: `reader` (the current job's execution, `None` at top
-    /// level) read the memoized result of execution `target` of `query`.
+    /// A cache hit: `reader` (gives the current job's execution, `None` at
+    /// top level; called only when recording) read the memoized result of
+    /// execution `target` of `query`.
     #[inline]
-    pub fn cache_hit(&self, query: &'static str, reader: Option<u64>, target: u64) {
+    pub fn cache_hit(
+        &self,
+        query: &'static str,
+        reader: impl FnOnce() -> Option<u64>,
+        target: u64,
+    ) {
         #[cfg(feature = "recording")]
         if let Some(state) = self.state.get() {
-            state.cache_hit(query, reader, target);
+            state.cache_hit(query, reader(), target);
         }
         let _ = (query, reader, target);
     }
 
-    /// `waiter` (the current job's execution) starts waiting for execution
-    /// `on`, in progress elsewhere.
+    /// The current job's execution (from `waiter`, called only when
+    /// recording) starts waiting for execution `on`, in progress elsewhere.
     #[inline]
-    pub fn wait_start(&self, waiter: Option<u64>, on: u64) -> WaitToken {
+    pub fn wait_start(&self, waiter: impl FnOnce() -> Option<u64>, on: u64) -> WaitToken {
         #[cfg(feature = "recording")]
         if self.state.get().is_some() {
             return WaitToken {
-                inner: Some(OpenWait {
-                    waiter,
-                    on,
-                    start_ns: trace::now_ns(),
-                    worker: weft_runtime::current_worker_index(),
-                    blocking: weft_runtime::current_mode() != Some(weft_runtime::Mode::Fibers)
-                        || std::thread::panicking(),
-                }),
+                inner: Some(OpenWait::start(waiter(), on)),
             };
         }
         let _ = (waiter, on);
@@ -262,6 +277,8 @@ impl Recorder {
 
 #[cfg(feature = "recording")]
 impl State {
+    #[cold]
+    #[inline(never)]
     fn exec_start(
         &self,
         exec: u64,
@@ -272,7 +289,7 @@ impl State {
         let key = format!("{key:?}");
         let worker = weft_runtime::current_worker_index();
         let (phys, strand) = (trace::strand_id(), trace::logical_strand());
-        let (start_ns, cpu_start) = (trace::now_ns(), trace::on_cpu_ns());
+        let (start_ns, cpu_start) = trace::clocks();
         let mut inner = self.inner.lock();
         inner.strands.entry(phys).or_default().push(exec);
         inner.open.insert(
@@ -299,8 +316,10 @@ impl State {
         ExecToken { exec }
     }
 
+    #[cold]
+    #[inline(never)]
     fn exec_end(&self, exec: u64) {
-        let (end_ns, cpu_end) = (trace::now_ns(), trace::on_cpu_ns());
+        let (end_ns, cpu_end) = trace::clocks();
         let mut inner = self.inner.lock();
         let Some(open) = inner.open.remove(&exec) else {
             return;
@@ -334,9 +353,11 @@ impl State {
         inner.done.push(rec);
     }
 
+    #[cold]
+    #[inline(never)]
     fn cache_hit(&self, query: &'static str, reader: Option<u64>, target: u64) {
         let (phys, strand) = (trace::strand_id(), trace::logical_strand());
-        let (at_ns, cpu) = (trace::now_ns(), trace::on_cpu_ns());
+        let (at_ns, cpu) = trace::clocks();
         let mut inner = self.inner.lock();
         *inner.hits.entry(query).or_insert(0) += 1;
         let self_before_ns = reader.and_then(|r| inner.self_so_far(r, phys, cpu));
@@ -352,9 +373,11 @@ impl State {
         );
     }
 
+    #[cold]
+    #[inline(never)]
     fn wait_end(&self, w: OpenWait) {
         let (phys, strand) = (trace::strand_id(), trace::logical_strand());
-        let (end_ns, cpu) = (trace::now_ns(), trace::on_cpu_ns());
+        let (end_ns, cpu) = trace::clocks();
         let mut inner = self.inner.lock();
         let self_before_ns = w.waiter.and_then(|r| inner.self_so_far(r, phys, cpu));
         let wait = WaitRecord {
@@ -436,12 +459,12 @@ mod tests {
         assert!(!r.is_on());
         assert!(r.profile("serial", 1).is_none());
         r.enable();
-        let a = r.exec_start(101, "outer", &"a", None);
+        let a = r.exec_start(101, "outer", &"a", || None);
         spin(2_000_000);
-        let b = r.exec_start(102, "inner", &"b", Some(101));
+        let b = r.exec_start(102, "inner", &"b", || Some(101));
         spin(3_000_000);
         r.exec_end(b);
-        r.cache_hit("inner", Some(101), 102);
+        r.cache_hit("inner", || Some(101), 102);
         spin(1_000_000);
         r.exec_end(a);
         let p = r.profile("serial", 1).unwrap();

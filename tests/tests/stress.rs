@@ -1,0 +1,267 @@
+//! Issue 5 ("never crash, never hang"): stress and soak over random query
+//! DAGs with injected panics and cycles.
+//!
+//! ```text
+//!  seed ──▶ Graph::generate_stress (10–80 nodes: chains, slow hubs that many
+//!           nodes wait on, par_map fan-outs of 8–24, panics, cycle gadgets)
+//!    serial/1 ──────────── evaluate ──▶ reference Vec<Result<u64, QueryError>>
+//!    fibers/1,2,4,8 ─┐
+//!    threads/1,2,4,8 ┴──── evaluate ──▶ == reference? every node executed once?
+//!  each run on its own thread under a timeout: a run that does not end is a hang
+//! ```
+//!
+//! The generator, the query and the comparison are `weft_tests::dag` (shared
+//! with `random_dags.rs`, whose graphs are smaller and have no slow nodes).
+//! One runtime per configuration serves every graph (a fresh engine per
+//! graph), so the runtimes also live through thousands of panics, cycles and
+//! suspensions.
+//!
+//! - `stress_random_dags` (CI): `WEFT_STRESS_DAGS` graphs (default 2,000)
+//!   from the fixed base seed `WEFT_STRESS_SEED` (default [`BASE_SEED`]), in
+//!   every configuration; the first mismatch or hang fails the test with the
+//!   graph's seed and description.
+//! - `soak_random_dags` (`#[ignore]`d): the same with fresh seeds for
+//!   `WEFT_SOAK_SECS` seconds (default 300); counts graphs, runs, mismatches
+//!   and hangs (a hung configuration gets a fresh runtime and the soak goes
+//!   on), prints them at the end, and fails if any was non-zero. Run it with
+//!   `cargo test --release -p weft-tests --test stress -- --ignored --nocapture`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_runtime::{Mode, Runtime};
+use weft_tests::dag::{compare, evaluate, Graph, Outcome, Rng};
+use weft_tests::{modes, panic_message, quiet_injected_panics, runtime, try_with_timeout, Config};
+
+/// Worker counts of the stress matrix (serial mode only at 1).
+const STRESS_THREADS: [usize; 4] = [1, 2, 4, 8];
+
+/// Base seed of the CI run; the graph seeds are drawn from it.
+const BASE_SEED: u64 = 0x5745_4654_5354_5253;
+
+/// Node counts of the stress graphs.
+const MIN_NODES: u32 = 10;
+const MAX_NODES: u32 = 80;
+
+fn stress_configs() -> Vec<Config> {
+    let mut out = Vec::new();
+    for mode in modes() {
+        let counts: &[usize] = if mode == Mode::Serial {
+            &[1]
+        } else {
+            &STRESS_THREADS
+        };
+        for &threads in counts {
+            out.push(Config { mode, threads });
+        }
+    }
+    out
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    let text = text.trim();
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// What went wrong with one graph.
+#[derive(Default)]
+struct GraphReport {
+    /// One line per configuration whose results differ from serial mode's
+    /// (or whose run panicked).
+    mismatches: Vec<String>,
+    /// Configurations whose run did not end within the timeout.
+    hangs: Vec<Config>,
+}
+
+/// The configurations' runtimes, built once and reused for every graph.
+struct Matrix {
+    runtimes: Vec<(Config, Runtime)>,
+    timeout_secs: u64,
+    /// Runs done (graphs × configurations, serial included).
+    runs: u64,
+}
+
+impl Matrix {
+    fn new(timeout_secs: u64) -> Matrix {
+        let configs = stress_configs();
+        Matrix {
+            runtimes: configs.into_iter().map(|c| (c, c.runtime())).collect(),
+            timeout_secs,
+            runs: 0,
+        }
+    }
+
+    /// Runs `graph` in one configuration on its own thread, under the
+    /// timeout: `None` for a hang (the runtime is then replaced by a fresh
+    /// one; the hung one is leaked with its thread).
+    fn run(
+        &mut self,
+        index: usize,
+        seed: u64,
+        graph: &Arc<Graph>,
+    ) -> Option<Result<(Outcome, Vec<usize>), String>> {
+        let (config, rt) = &self.runtimes[index];
+        let config = *config;
+        let label = format!("{config} seed {seed:#x}");
+        let (rt, graph) = (rt.clone(), Arc::clone(graph));
+        self.runs += 1;
+        match try_with_timeout(&label, self.timeout_secs, move || evaluate(&rt, &graph)) {
+            Some(Ok(run)) => Some(Ok(run)),
+            Some(Err(payload)) => Some(Err(format!(
+                "[{config}] the run panicked: {}",
+                panic_message(&*payload)
+            ))),
+            None => {
+                let fresh = runtime(config.mode, config.threads);
+                let hung = std::mem::replace(&mut self.runtimes[index].1, fresh);
+                // Dropping it would join workers that may never finish.
+                std::mem::forget(hung);
+                None
+            }
+        }
+    }
+
+    /// Runs `graph` in serial mode, then in every other configuration, and
+    /// compares.
+    fn check(&mut self, seed: u64, graph: &Arc<Graph>) -> GraphReport {
+        let mut report = GraphReport::default();
+        let serial = self
+            .runtimes
+            .iter()
+            .position(|(c, _)| c.mode == Mode::Serial)
+            .expect("serial mode is always in the matrix");
+        let serial_config = self.runtimes[serial].0;
+        let reference = match self.run(serial, seed, graph) {
+            None => {
+                report.hangs.push(serial_config);
+                return report;
+            }
+            Some(Err(e)) => {
+                report.mismatches.push(e);
+                return report;
+            }
+            Some(Ok((reference, executions))) => {
+                if executions.iter().any(|&e| e != 1) {
+                    report
+                        .mismatches
+                        .push(format!("[{serial_config}] executions {executions:?}"));
+                }
+                reference
+            }
+        };
+        for index in 0..self.runtimes.len() {
+            if index == serial {
+                continue;
+            }
+            let config = self.runtimes[index].0;
+            match self.run(index, seed, graph) {
+                None => report.hangs.push(config),
+                Some(Err(e)) => report.mismatches.push(e),
+                Some(Ok((results, executions))) => {
+                    report
+                        .mismatches
+                        .extend(compare(config, &reference, &results, &executions))
+                }
+            }
+        }
+        report
+    }
+}
+
+/// ```text
+///  BASE_SEED ─▶ 2,000 graph seeds ─▶ for each: serial reference, then 8 configs
+///  assert: no mismatch, every run ended (first failure stops the test)
+/// ```
+#[test]
+fn stress_random_dags() {
+    quiet_injected_panics();
+    let graphs = env_u64("WEFT_STRESS_DAGS").unwrap_or(2_000);
+    let base = env_u64("WEFT_STRESS_SEED").unwrap_or(BASE_SEED);
+    let mut matrix = Matrix::new(weft_tests::timeout_secs());
+    let mut seeds = Rng(base);
+    let started = Instant::now();
+    for done in 0..graphs {
+        let seed = seeds.next_u64();
+        let graph = Arc::new(Graph::generate_stress(seed, MIN_NODES, MAX_NODES));
+        let report = matrix.check(seed, &graph);
+        if !report.mismatches.is_empty() || !report.hangs.is_empty() {
+            let hangs: Vec<String> = report.hangs.iter().map(Config::to_string).collect();
+            panic!(
+                "graph {done} (base seed {base:#x}), seed {seed:#x}, {} nodes:\n\
+                 mismatches:\n{}\nhangs (no end within {} s): {hangs:?}\n{}",
+                graph.nodes.len(),
+                report.mismatches.join("\n"),
+                matrix.timeout_secs,
+                graph.describe()
+            );
+        }
+    }
+    eprintln!(
+        "stress: {graphs} graphs, {} runs over {} configs in {:.1} s",
+        matrix.runs,
+        matrix.runtimes.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// ```text
+///  fresh seeds for WEFT_SOAK_SECS ─▶ same check as stress_random_dags
+///  hang: count it, replace that config's runtime, go on
+///  end: print graphs, runs, minutes, mismatches, hangs; assert both are 0
+/// ```
+#[test]
+#[ignore = "soak: minutes long; run with --ignored --nocapture (release)"]
+fn soak_random_dags() {
+    quiet_injected_panics();
+    let secs = env_u64("WEFT_SOAK_SECS").unwrap_or(300);
+    let base = env_u64("WEFT_SOAK_SEED").unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
+    });
+    let mut matrix = Matrix::new(weft_tests::timeout_secs());
+    let mut seeds = Rng(base);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let (mut graphs, mut mismatches, mut hangs) = (0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    let mut nodes = 0u64;
+    while Instant::now() < deadline {
+        let seed = seeds.next_u64();
+        let graph = Arc::new(Graph::generate_stress(seed, MIN_NODES, MAX_NODES));
+        nodes += graph.nodes.len() as u64;
+        let report = matrix.check(seed, &graph);
+        graphs += 1;
+        mismatches += report.mismatches.len() as u64;
+        hangs += report.hangs.len() as u64;
+        if (!report.mismatches.is_empty() || !report.hangs.is_empty()) && failures.len() < 5 {
+            failures.push(format!(
+                "seed {seed:#x}: mismatches {:?}, hangs {:?}\n{}",
+                report.mismatches,
+                report
+                    .hangs
+                    .iter()
+                    .map(Config::to_string)
+                    .collect::<Vec<_>>(),
+                graph.describe()
+            ));
+        }
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    println!(
+        "soak: base seed {base:#x}; {graphs} graphs ({nodes} nodes), {} runs over {} configs \
+         in {minutes:.2} min; mismatches {mismatches}, hangs {hangs}",
+        matrix.runs,
+        matrix.runtimes.len()
+    );
+    assert!(
+        mismatches == 0 && hangs == 0,
+        "soak found {mismatches} mismatches and {hangs} hangs; first failures:\n{}",
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,410 @@
+//! Issue 5 ("never crash, never hang"): a query waits on another query while
+//! its thread is unwinding.
+//!
+//! std keeps its panic count per OS thread. A fiber whose thread is
+//! unwinding must therefore not suspend: another fiber resumed on that
+//! worker would see `std::thread::panicking() == true` (and a second panic
+//! there would abort the process). `fiber.rs` makes such a wait block the
+//! worker thread instead. These tests put a `cx.get` inside the `Drop` of a
+//! provider's local value and make the provider panic.
+//!
+//! # `drop_waits_during_a_panic_without_leaking_the_panic_count`
+//!
+//! ```text
+//!  W1: slow(0) ── spins (never suspends) until the guard waits, + 200 ms ──▶ 7
+//!  W2..: blocker ── spins until the end (keeps W0 the only free worker)
+//!  W0: top ─▶ unwinder(0) ─▶ par_for_each(0..=16)
+//!        items 1..=16: arrive, wait on `wake` ── parked on W0 ─┐
+//!        item 0: wait until all 16 parked; guard; panic!       │
+//!          Guard::drop (panicking): set `wake` ───────────────▶│ (into W0's mailbox)
+//!          cx.get::<Slow>(0) ══ W0's thread blocks ══▶ 7       │
+//!        unwinding ends in par_for_each's catch_unwind          ▼
+//!        siblings resume on W0: record panicking(), guard done? (must be false, true)
+//!  top: unwinder(0) = Err(Panicked { "unwinder", "0", "injected panic: ..." })
+//! ```
+//!
+//! Fibers mode at 2 and 4 workers: the siblings are pinned to W0 (fibers
+//! never migrate), so if the unwinding wait suspended the guard's fiber,
+//! W0 would resume them *during* the wait, with W0's panic count: they
+//! would record `panicking() == true` and "guard not done yet". Threads mode
+//! at 2 and 4 workers runs the same scenario without siblings (a blocked
+//! thread runs nothing else) and checks the wait ends with the right value;
+//! serial mode computes `slow(0)` inside the `Drop`, during the unwinding.
+//! One worker cannot have `slow(0)` in progress elsewhere: see the next test.
+//!
+//! # `unwinding_wait_on_a_fiber_parked_on_the_same_worker` (`#[ignore]`d)
+//!
+//! A reproducer of a hang found while writing the first test (reported to
+//! the lead, not fixed here):
+//!
+//! ```text
+//!  W1: leaf(0) ── spins until the guard waits ──▶ done: wakes parked(0) on W0
+//!  W0: top ─▶ par_map [parked(0), unwinder2(0)]
+//!        item 0: parked(0) ─▶ cx.get::<Leaf>(0): in progress on W1 ─▶ fiber parks on W0
+//!        item 1: unwinder2(0) panics; Guard::drop: cx.get::<Parked>(0)
+//!                ══ blocks W0's thread (unwinding) until parked(0) is done,
+//!                   but parked(0) can only resume on W0: deadlock
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use weft_queries::{Cx, Engine, Query, QueryError};
+use weft_runtime::{current_worker_index, par_for_each, par_map, Latch, Mode, Runtime};
+use weft_tests::{
+    configs, for_configs, inject_panic, quiet_injected_panics, runtime, with_timeout, Arrivals,
+    Config, INJECTED,
+};
+
+/// Fibers parked on the unwinding worker while its guard waits.
+const SIBLINGS: usize = 16;
+
+/// How long `slow(0)` keeps running after the guard announced its wait,
+/// unless a sibling already ran (then the bug is shown, no need to wait).
+const GRACE: Duration = Duration::from_millis(200);
+
+/// An upper bound on any spin, so that a broken scenario fails its
+/// assertions instead of spinning until the test timeout.
+const CAP: Duration = Duration::from_secs(20);
+
+/// What a sibling saw when it resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sibling {
+    parked_on: Option<usize>,
+    resumed_on: Option<usize>,
+    panicking: bool,
+    guard_done: bool,
+}
+
+#[derive(Default)]
+struct Db {
+    siblings: usize,
+    slow_started: Latch,
+    slow_executions: AtomicUsize,
+    slow_done: AtomicBool,
+    slow_worker: Mutex<Option<usize>>,
+    unwinder_worker: Mutex<Option<usize>>,
+    /// Set by the guard right before its `cx.get`.
+    guard_waiting: Latch,
+    guard_waiting_since: Mutex<Option<Instant>>,
+    guard_saw_panicking: AtomicBool,
+    slow_done_before_get: Mutex<Option<bool>>,
+    guard_got: Mutex<Option<u64>>,
+    guard_done: AtomicBool,
+    parked: Option<Arrivals>,
+    wake: Latch,
+    resumed: Mutex<Vec<Sibling>>,
+    resumed_early: AtomicUsize,
+}
+
+/// Spins (without suspending) until the guard has announced its wait and
+/// then [`GRACE`] has passed or a sibling resumed; returns 7.
+struct Slow;
+
+impl Query for Slow {
+    type Db = Db;
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "slow";
+
+    fn compute(cx: &Cx<'_, Db>, _key: &u32) -> u64 {
+        let db = cx.db();
+        db.slow_executions.fetch_add(1, Ordering::SeqCst);
+        *db.slow_worker.lock().unwrap() = current_worker_index();
+        db.slow_started.set();
+        let started = Instant::now();
+        while started.elapsed() < CAP {
+            if db.guard_waiting.probe() {
+                let since = db.guard_waiting_since.lock().unwrap().expect("set first");
+                if since.elapsed() >= GRACE || db.resumed_early.load(Ordering::SeqCst) > 0 {
+                    break;
+                }
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        db.slow_done.store(true, Ordering::SeqCst);
+        7
+    }
+}
+
+/// A provider-local value whose `Drop` asks for `slow(0)`.
+struct Guard<'a> {
+    cx: Cx<'a, Db>,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let db = self.cx.db();
+        db.guard_saw_panicking
+            .store(thread::panicking(), Ordering::SeqCst);
+        *db.slow_done_before_get.lock().unwrap() = Some(db.slow_done.load(Ordering::SeqCst));
+        *db.guard_waiting_since.lock().unwrap() = Some(Instant::now());
+        db.guard_waiting.set();
+        db.wake.set();
+        let v = self.cx.get::<Slow>(0);
+        *db.guard_got.lock().unwrap() = Some(v);
+        db.guard_done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Item 0 panics with a [`Guard`] alive, once every sibling is parked;
+/// items `1..=siblings` park on `wake` and record what they see on resume.
+struct Unwinder;
+
+impl Query for Unwinder {
+    type Db = Db;
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "unwinder";
+
+    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u64 {
+        let db = cx.db();
+        let items: Vec<usize> = (0..=db.siblings).collect();
+        par_for_each(&items, |_, &i| {
+            if i == 0 {
+                if let Some(parked) = &db.parked {
+                    parked.wait_all();
+                }
+                *db.unwinder_worker.lock().unwrap() = current_worker_index();
+                let _guard = Guard { cx: *cx };
+                inject_panic(format_args!("unwinder {key}"));
+            }
+            let parked_on = current_worker_index();
+            if let Some(parked) = &db.parked {
+                parked.arrive();
+            }
+            db.wake.wait();
+            let guard_done = db.guard_done.load(Ordering::SeqCst);
+            let panicking = thread::panicking();
+            if !guard_done || panicking {
+                db.resumed_early.fetch_add(1, Ordering::SeqCst);
+            }
+            db.resumed.lock().unwrap().push(Sibling {
+                parked_on,
+                resumed_on: current_worker_index(),
+                panicking,
+                guard_done,
+            });
+        });
+        0
+    }
+}
+
+/// Occupies one worker (without suspending) until `end` is set.
+fn block_a_worker(
+    rt: &Runtime,
+    spinning: &Arc<Arrivals>,
+    end: &Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    let (rt, spinning, end) = (rt.clone(), Arc::clone(spinning), Arc::clone(end));
+    thread::spawn(move || {
+        rt.block_on(|| {
+            spinning.arrive();
+            let started = Instant::now();
+            while !end.load(Ordering::SeqCst) && started.elapsed() < CAP {
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    })
+}
+
+fn drop_waits_during_a_panic(mode: Mode, threads: usize) {
+    let rt = runtime(mode, threads);
+    let siblings = if mode == Mode::Fibers { SIBLINGS } else { 0 };
+    let engine = Engine::new(
+        rt.clone(),
+        Db {
+            siblings,
+            parked: (siblings > 0).then(|| Arrivals::new(siblings)),
+            ..Db::default()
+        },
+    );
+    let end = Arc::new(AtomicBool::new(false));
+    let mut helpers = Vec::new();
+    if mode != Mode::Serial {
+        // slow(0) first, on a worker of its own ...
+        let e = engine.clone();
+        helpers.push(thread::spawn(move || {
+            assert_eq!(e.get::<Slow>(0), Ok(7));
+        }));
+        engine.db().slow_started.wait();
+        // ... then every other worker but one busy, so the top task (and
+        // every sibling it forks) runs on the one left: W0.
+        let spinning = Arc::new(Arrivals::new(threads - 2));
+        for _ in 2..threads {
+            helpers.push(block_a_worker(&rt, &spinning, &end));
+        }
+        spinning.wait_all();
+    }
+    let result = engine.get::<Unwinder>(0);
+    end.store(true, Ordering::SeqCst);
+    for h in helpers {
+        h.join().expect("helper thread");
+    }
+    let db = engine.db();
+
+    match &result {
+        Err(QueryError::Panicked {
+            query,
+            key,
+            message,
+        }) => {
+            assert_eq!((*query, key.as_str()), ("unwinder", "0"));
+            assert!(message.starts_with(INJECTED), "message: {message}");
+        }
+        other => panic!("unwinder(0) should have panicked, got {other:?}"),
+    }
+    assert!(
+        db.guard_saw_panicking.load(Ordering::SeqCst),
+        "the guard ran outside a panic"
+    );
+    assert_eq!(
+        *db.slow_done_before_get.lock().unwrap(),
+        Some(false),
+        "slow(0) was done before the guard asked"
+    );
+    assert_eq!(*db.guard_got.lock().unwrap(), Some(7), "the guard's cx.get");
+    assert_eq!(db.slow_executions.load(Ordering::SeqCst), 1);
+    if mode != Mode::Serial {
+        let (slow, unwinder) = (
+            *db.slow_worker.lock().unwrap(),
+            *db.unwinder_worker.lock().unwrap(),
+        );
+        assert!(
+            slow.is_some() && unwinder.is_some() && slow != unwinder,
+            "slow on {slow:?}, unwinder on {unwinder:?}"
+        );
+    }
+    let resumed = db.resumed.lock().unwrap().clone();
+    assert_eq!(
+        resumed.len(),
+        siblings,
+        "siblings that resumed: {resumed:?}"
+    );
+    let w0 = *db.unwinder_worker.lock().unwrap();
+    for s in &resumed {
+        assert_eq!(
+            s.parked_on, w0,
+            "a sibling parked off the unwinding worker: {resumed:?}"
+        );
+        assert_eq!(s.resumed_on, s.parked_on, "a fiber migrated: {resumed:?}");
+        assert!(
+            !s.panicking,
+            "a sibling fiber observed the unwinding worker's panic: {resumed:?}"
+        );
+        assert!(
+            s.guard_done,
+            "a sibling ran on the unwinding worker while its guard waited: {resumed:?}"
+        );
+    }
+    // The runtime is still usable.
+    assert_eq!(rt.block_on(|| 40 + 2), 42);
+}
+
+#[test]
+fn drop_waits_during_a_panic_without_leaking_the_panic_count() {
+    quiet_injected_panics();
+    let list: Vec<Config> = configs()
+        .into_iter()
+        .filter(|c| c.mode == Mode::Serial || c.threads >= 2)
+        .collect();
+    assert!(list.iter().any(|c| c.mode == Mode::Threads));
+    for_configs(list, drop_waits_during_a_panic);
+}
+
+// ---------------------------------------------------------------------------
+// The reproducer of the same-worker hang.
+
+#[derive(Default)]
+struct HangDb {
+    leaf_started: Latch,
+    guard_waiting: Latch,
+}
+
+/// Spins on its own worker until the guard announces its wait.
+struct Leaf;
+
+impl Query for Leaf {
+    type Db = HangDb;
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "leaf";
+
+    fn compute(cx: &Cx<'_, HangDb>, _key: &u32) -> u64 {
+        cx.db().leaf_started.set();
+        let started = Instant::now();
+        while !cx.db().guard_waiting.probe() && started.elapsed() < CAP {
+            thread::sleep(Duration::from_micros(200));
+        }
+        1
+    }
+}
+
+/// Waits on `leaf(0)`, in progress on another worker: its fiber parks.
+struct Parked;
+
+impl Query for Parked {
+    type Db = HangDb;
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "parked";
+
+    fn compute(cx: &Cx<'_, HangDb>, key: &u32) -> u64 {
+        cx.get::<Leaf>(*key) + 1
+    }
+}
+
+struct ParkedGuard<'a>(Cx<'a, HangDb>);
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.db().guard_waiting.set();
+        let _ = self.0.get::<Parked>(0);
+    }
+}
+
+/// Panics with a guard that asks for `parked(0)`.
+struct Unwinder2;
+
+impl Query for Unwinder2 {
+    type Db = HangDb;
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "unwinder2";
+
+    fn compute(cx: &Cx<'_, HangDb>, key: &u32) -> u64 {
+        let _guard = ParkedGuard(*cx);
+        inject_panic(format_args!("unwinder2 {key}"))
+    }
+}
+
+/// Known hang (see the module doc): run with `--ignored` to reproduce.
+#[test]
+#[ignore = "reproduces a known hang of fibers mode (issue 5 report); fails after 10 s"]
+fn unwinding_wait_on_a_fiber_parked_on_the_same_worker() {
+    quiet_injected_panics();
+    with_timeout(10, || {
+        let rt = runtime(Mode::Fibers, 2);
+        let engine = Engine::new(rt, HangDb::default());
+        let e = engine.clone();
+        let leaf = thread::spawn(move || e.get::<Leaf>(0));
+        engine.db().leaf_started.wait();
+        let results = engine.run(|cx| {
+            par_map(&[0, 1], |_, &i| {
+                if i == 0 {
+                    cx.try_get::<Parked>(0)
+                } else {
+                    cx.try_get::<Unwinder2>(0)
+                }
+            })
+        });
+        assert_eq!(results[0], Ok(2));
+        assert!(
+            matches!(results[1], Err(QueryError::Panicked { .. })),
+            "{results:?}"
+        );
+        assert_eq!(leaf.join().expect("leaf thread"), Ok(1));
+    });
+}
