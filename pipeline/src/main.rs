@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weft_pipeline::analyze::{self, AnalyzeArgs};
-use weft_pipeline::cli::UsageError;
+use weft_pipeline::cli::{self, UsageError};
 use weft_pipeline::{simulate, synth};
 
 /// A parallel query engine for compiler front-ends, and its workloads.
@@ -27,6 +27,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Take the jobserver's descriptors before anything opens a file, so
+    // that the fds named in MAKEFLAGS are still make's (a once-per-process
+    // read; it warns once if the environment names a broken jobserver).
+    let run = match &cli.command {
+        Command::Analyze(args) => Some(&args.run),
+        Command::Synth(args) => Some(&args.run),
+        Command::Simulate(_) => None,
+    };
+    if run.is_some_and(|r| r.jobserver == cli::JobserverOpt::Auto) {
+        weft_runtime::Jobserver::init_from_env();
+    }
     let result = match &cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Synth(args) => synth::run(args),

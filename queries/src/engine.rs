@@ -40,8 +40,9 @@ use crate::{Diagnostic, Query, QueryError};
 /// The unwind payload of a failed `Cx::get` (see the module doc).
 struct ErrorUnwind(QueryError);
 
-/// The unwind payload of a cycle being broken (see `cycle.rs`).
-struct CycleUnwindPayload(Arc<CycleUnwind>);
+/// The unwind payload of a cycle being broken (see `cycle.rs`). Members
+/// take the cycle from their job record; the payload only carries it along.
+struct CycleUnwindPayload(#[allow(dead_code)] Arc<CycleUnwind>);
 
 /// A memo table with its types erased, for whole-engine walks.
 trait ErasedTable: Send + Sync {

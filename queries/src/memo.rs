@@ -51,9 +51,12 @@ pub(crate) enum Claim<V> {
     Claimed { latch: Latch },
 }
 
+/// One shard: a map from key to slot under its own mutex.
+type Shard<K, V> = Mutex<FxHashMap<K, Slot<V>>>;
+
 /// The memo table of one query type.
 pub(crate) struct MemoTable<K, V> {
-    shards: Box<[CachePadded<Mutex<FxHashMap<K, Slot<V>>>>]>,
+    shards: Box<[CachePadded<Shard<K, V>>]>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> MemoTable<K, V> {
@@ -65,7 +68,7 @@ impl<K: Eq + Hash + Clone, V: Clone> MemoTable<K, V> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<FxHashMap<K, Slot<V>>> {
+    fn shard(&self, key: &K) -> &Shard<K, V> {
         let h = FxBuildHasher.hash_one(key);
         // The high bits: FxHash mixes them best.
         &self.shards[(h >> 59) as usize % SHARDS]

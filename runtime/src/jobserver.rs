@@ -474,6 +474,13 @@ impl Tokens {
         }
     }
 
+    /// Whether worker `worker` is busy (holds a token or the implicit slot).
+    /// Only meaningful on the worker's own thread.
+    pub(crate) fn is_busy(&self, worker: usize) -> bool {
+        // Relaxed: only `worker` itself writes its flag.
+        self.busy[worker].load(Ordering::Relaxed)
+    }
+
     /// Called by worker `worker` before it runs work (a task or a woken
     /// fiber) when it does not hold a token. Blocks until the worker may be
     /// busy: the implicit slot if free, else a spare token, else a byte read

@@ -246,6 +246,12 @@ impl WorkerThread {
     fn main_loop(&self) {
         let reg = &*self.registry;
         loop {
+            // Take a token before taking work, so that no task sits with a
+            // worker that waits for a token (`acquire` is a no-op for a
+            // worker that holds one).
+            if !reg.tokens.is_busy(self.index) && reg.has_work(self.index, &self.deque) {
+                reg.tokens.acquire(self.index);
+            }
             #[cfg(feature = "fibers")]
             if let Some(fiber) = reg.mailboxes[self.index].pop() {
                 reg.tokens.acquire(self.index);
@@ -519,6 +525,8 @@ impl Drop for RuntimeInner {
     fn drop(&mut self) {
         if let Some(reg) = &self.registry {
             reg.sleep.terminate();
+            // Wakes a worker blocked waiting for a token held elsewhere.
+            reg.tokens.shutdown();
         }
         let current = std::thread::current().id();
         for h in self.handles.get_mut().drain(..) {

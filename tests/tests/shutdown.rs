@@ -230,6 +230,11 @@ fn build_use_drop(mode: Mode, threads: usize, work: impl FnOnce(&Runtime)) -> us
         "weft-worker threads left in /proc/self/task"
     );
     let vm = vm_size_kib();
+    eprintln!(
+        "{mode}/{threads}: live_stacks {live} before the drop; VmSize {} -> {} MiB",
+        b.vm_kib >> 10,
+        vm >> 10
+    );
     assert!(
         vm <= b.vm_kib + SLACK_KIB,
         "VmSize {} MiB after the drop, {} MiB before: fiber stacks not freed?",
@@ -394,7 +399,7 @@ fn parked_fibers_then_drop_leaks_nothing() {
             let (suspended, vm_parked) = std::thread::scope(|s| {
                 let parker = s.spawn(|| {
                     rt.block_on(|| {
-                        par_for_each(&vec![(); PARKED], |_, ()| {
+                        par_for_each(&[(); PARKED], |_, ()| {
                             arrivals.arrive();
                             release.wait();
                             ran.fetch_add(1, Ordering::SeqCst);

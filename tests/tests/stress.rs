@@ -2,8 +2,9 @@
 //! DAGs with injected panics and cycles.
 //!
 //! ```text
-//!  seed ──▶ Graph::generate_stress (10–80 nodes: chains, slow hubs that many
-//!           nodes wait on, par_map fan-outs of 8–24, panics, cycle gadgets)
+//!  seed ──▶ Graph::generate_stress (10–80 nodes, 1 in 20 with 150–300: chains,
+//!           slow hubs that many nodes wait on, par_map fan-outs of 8–24,
+//!           panics, cycle gadgets)
 //!    serial/1 ──────────── evaluate ──▶ reference Vec<Result<u64, QueryError>>
 //!    fibers/1,2,4,8 ─┐
 //!    threads/1,2,4,8 ┴──── evaluate ──▶ == reference? every node executed once?
@@ -39,9 +40,14 @@ const STRESS_THREADS: [usize; 4] = [1, 2, 4, 8];
 /// Base seed of the CI run; the graph seeds are drawn from it.
 const BASE_SEED: u64 = 0x5745_4654_5354_5253;
 
-/// Node counts of the stress graphs.
-const MIN_NODES: u32 = 10;
-const MAX_NODES: u32 = 80;
+/// The stress graph of `seed`: 10–80 nodes, one graph in 20 with 150–300.
+fn stress_graph(seed: u64) -> Graph {
+    if seed % 20 == 0 {
+        Graph::generate_stress(seed, 150, 300)
+    } else {
+        Graph::generate_stress(seed, 10, 80)
+    }
+}
 
 fn stress_configs() -> Vec<Config> {
     let mut out = Vec::new();
@@ -186,7 +192,7 @@ fn stress_random_dags() {
     let started = Instant::now();
     for done in 0..graphs {
         let seed = seeds.next_u64();
-        let graph = Arc::new(Graph::generate_stress(seed, MIN_NODES, MAX_NODES));
+        let graph = Arc::new(stress_graph(seed));
         let report = matrix.check(seed, &graph);
         if !report.mismatches.is_empty() || !report.hangs.is_empty() {
             let hangs: Vec<String> = report.hangs.iter().map(Config::to_string).collect();
@@ -233,7 +239,7 @@ fn soak_random_dags() {
     let mut nodes = 0u64;
     while Instant::now() < deadline {
         let seed = seeds.next_u64();
-        let graph = Arc::new(Graph::generate_stress(seed, MIN_NODES, MAX_NODES));
+        let graph = Arc::new(stress_graph(seed));
         nodes += graph.nodes.len() as u64;
         let report = matrix.check(seed, &graph);
         graphs += 1;

@@ -45,6 +45,13 @@
 //!                ══ blocks W0's thread (unwinding) until parked(0) is done,
 //!                   but parked(0) can only resume on W0: deadlock
 //! ```
+//!
+//! # `cycle_read_from_a_drop_during_unwinding` (`#[ignore]`d)
+//!
+//! A reproducer of an abort found alongside (reported, not fixed here): a
+//! `Drop` that runs during unwinding reads a query on its own stack's chain
+//! (a cycle) with `try_get`; the engine's cycle unwinding then starts inside
+//! a destructor during cleanup, and the process aborts, in every mode.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -407,4 +414,98 @@ fn unwinding_wait_on_a_fiber_parked_on_the_same_worker() {
         );
         assert_eq!(leaf.join().expect("leaf thread"), Ok(1));
     });
+}
+
+// ---------------------------------------------------------------------------
+// The reproducer of the abort: a read that closes a cycle, from a `Drop`
+// during unwinding.
+
+/// Environment variable that makes the test below run its scenario (in a
+/// child process) instead of spawning it.
+const ABORT_CHILD: &str = "WEFT_UNWINDING_ABORT_CHILD";
+
+/// Asks for `outer(0)` (its own caller) from a `Drop` while `inner(0)`
+/// unwinds.
+struct CycleGuard<'a>(Cx<'a, ()>);
+
+impl Drop for CycleGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.try_get::<Outer>(0);
+    }
+}
+
+/// Asks for `inner(0)`.
+struct Outer;
+
+impl Query for Outer {
+    type Db = ();
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "outer";
+
+    fn compute(cx: &Cx<'_, ()>, key: &u32) -> u64 {
+        cx.get::<Inner>(*key)
+    }
+}
+
+/// Panics with a [`CycleGuard`] alive.
+struct Inner;
+
+impl Query for Inner {
+    type Db = ();
+    type Key = u32;
+    type Value = u64;
+    const NAME: &'static str = "inner";
+
+    fn compute(cx: &Cx<'_, ()>, key: &u32) -> u64 {
+        let _guard = CycleGuard(*cx);
+        inject_panic(format_args!("inner {key}"))
+    }
+}
+
+/// Known abort (see the issue 5 report), in every mode: `try_get` is
+/// documented to let a cycle's unwinding pass through a caller that is on
+/// the cycle, and from a `Drop` during unwinding that is a panic in a
+/// destructor during cleanup, so the process aborts. Expected: the read
+/// returns (an error), `outer(0)` ends with an error, the process lives.
+/// The scenario runs in a child process, so the abort fails only this test.
+///
+/// ```text
+///  outer(0) ─▶ inner(0) ─▶ panic! ─▶ CycleGuard::drop (unwinding)
+///                                      └─ try_get::<Outer>(0): same-stack cycle
+///                                         └─ engine resumes the cycle's unwind ─▶ abort
+/// ```
+#[test]
+#[ignore = "reproduces a known abort (issue 5 report)"]
+fn cycle_read_from_a_drop_during_unwinding() {
+    if std::env::var_os(ABORT_CHILD).is_some() {
+        quiet_injected_panics();
+        for config in configs() {
+            let engine = Engine::new(config.runtime(), ());
+            let result = engine.get::<Outer>(0);
+            assert!(result.is_err(), "[{config}] outer(0) = {result:?}");
+            assert_eq!(engine.runtime().block_on(|| 40 + 2), 42);
+        }
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let output = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "cycle_read_from_a_drop_during_unwinding",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ABORT_CHILD, "1")
+        .output()
+        .expect("running the scenario in a child process");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+    assert!(
+        output.status.success(),
+        "the scenario's process ended with {}; stderr ends with:\n{}",
+        output.status,
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }

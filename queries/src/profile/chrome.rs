@@ -41,7 +41,7 @@ pub fn write_chrome_trace(profile: &Profile, out: impl Write) -> io::Result<()> 
         first = false;
         w.write_all(s.as_bytes())
     };
-    write!(w, "{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")?;
+    writeln!(w, "{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[")?;
     event(
         &mut w,
         format!(
@@ -217,9 +217,9 @@ fn write_dag(p: &Profile, w: &mut impl Write) -> io::Result<()> {
         .iter()
         .map(|f| format!("[{},{},{},{}]", f.parent, f.group, f.child, f.at_ns))
         .collect();
-    write!(
+    writeln!(
         w,
-        "{}],\"forks\":[{}],\"execs\":[\n",
+        "{}],\"forks\":[{}],\"execs\":[",
         roots.join(","),
         forks.join(",")
     )?;

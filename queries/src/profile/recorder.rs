@@ -154,6 +154,13 @@ impl Inner {
 }
 
 impl Recorder {
+    /// The recording state, when on: one load and a branch per hook.
+    #[cfg(feature = "recording")]
+    #[inline]
+    fn state(&self) -> Option<&State> {
+        self.state.get()
+    }
+
     /// A recorder that is off.
     pub fn new() -> Recorder {
         Recorder::default()
@@ -176,7 +183,7 @@ impl Recorder {
     pub fn is_on(&self) -> bool {
         #[cfg(feature = "recording")]
         {
-            self.state.get().is_some()
+            self.state().is_some()
         }
         #[cfg(not(feature = "recording"))]
         {
@@ -196,7 +203,7 @@ impl Recorder {
         parent: impl FnOnce() -> Option<u64>,
     ) -> ExecToken {
         #[cfg(feature = "recording")]
-        if let Some(state) = self.state.get() {
+        if let Some(state) = self.state() {
             return state.exec_start(exec, query, key, parent());
         }
         let _ = (exec, query, key, parent);
@@ -209,7 +216,7 @@ impl Recorder {
     pub fn exec_end(&self, token: ExecToken) {
         #[cfg(feature = "recording")]
         if token.exec != 0 {
-            if let Some(state) = self.state.get() {
+            if let Some(state) = self.state() {
                 state.exec_end(token.exec);
             }
         }
@@ -227,8 +234,9 @@ impl Recorder {
         target: u64,
     ) {
         #[cfg(feature = "recording")]
-        if let Some(state) = self.state.get() {
+        if let Some(state) = self.state() {
             state.cache_hit(query, reader(), target);
+            return;
         }
         let _ = (query, reader, target);
     }
@@ -238,7 +246,7 @@ impl Recorder {
     #[inline]
     pub fn wait_start(&self, waiter: impl FnOnce() -> Option<u64>, on: u64) -> WaitToken {
         #[cfg(feature = "recording")]
-        if self.state.get().is_some() {
+        if self.state().is_some() {
             return WaitToken {
                 inner: Some(OpenWait::start(waiter(), on)),
             };
@@ -255,7 +263,7 @@ impl Recorder {
     #[inline]
     pub fn wait_end(&self, token: WaitToken) {
         #[cfg(feature = "recording")]
-        if let (Some(w), Some(state)) = (token.inner, self.state.get()) {
+        if let (Some(w), Some(state)) = (token.inner, self.state()) {
             state.wait_end(w);
         }
         #[cfg(not(feature = "recording"))]
@@ -267,7 +275,7 @@ impl Recorder {
     /// last end. `None` when recording is off.
     pub fn profile(&self, mode: &str, workers: usize) -> Option<Profile> {
         #[cfg(feature = "recording")]
-        if let Some(state) = self.state.get() {
+        if let Some(state) = self.state() {
             return Some(state.profile(mode, workers));
         }
         let _ = (mode, workers);

@@ -101,12 +101,16 @@ pub(crate) fn slices(profile: &Profile) -> Vec<Slice> {
     nest(raw)
 }
 
+/// The sweep order of slices as a max-heap key: by track, start, longest
+/// first.
+type SweepKey = Reverse<(usize, u64, Reverse<u64>, SliceKind, usize)>;
+
 /// Splits slices so that on every track any two are disjoint or nested.
 pub(crate) fn nest(raw: Vec<Slice>) -> Vec<Slice> {
     // Min-heap by (track, start, longest first, kind): the sweep order.
-    let key = |s: &Slice| Reverse((s.track, s.start, Reverse(s.end), s.kind, s.part));
-    let mut heap: BinaryHeap<(Reverse<(usize, u64, Reverse<u64>, SliceKind, usize)>, Slice)> =
-        raw.into_iter().map(|s| (key(&s), s)).collect();
+    let key =
+        |s: &Slice| -> SweepKey { Reverse((s.track, s.start, Reverse(s.end), s.kind, s.part)) };
+    let mut heap: BinaryHeap<(SweepKey, Slice)> = raw.into_iter().map(|s| (key(&s), s)).collect();
     let mut out = Vec::new();
     let mut stack: Vec<Slice> = Vec::new();
     while let Some((_, s)) = heap.pop() {
