@@ -68,8 +68,6 @@ fn query(c: &mut Criterion) {
         }
     }
     g.finish();
-    // Recording switched the runtime's event hooks on for the process.
-    weft_runtime::trace::disable();
 }
 
 criterion_group!(benches, query);

@@ -47,13 +47,15 @@ pub struct RunOpts {
     /// Take part in a jobserver from the environment (`auto`) or not (`off`).
     #[arg(long, value_enum, value_name = "auto|off", default_value_t = JobserverOpt::Auto)]
     pub jobserver: JobserverOpt,
-    /// Print per-query profile tables on stderr after the run.
+    /// Print the profile on stderr after the run: per query kind, per worker,
+    /// work, span, parallelism and efficiency.
     #[arg(long)]
     pub profile: bool,
-    /// Write a scheduler trace to FILE.
+    /// Write a Chrome trace-event JSON of the run to FILE (opens in Perfetto
+    /// and chrome://tracing; `weft simulate` replays it).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
-    /// Write per-query timings to FILE.
+    /// Write a timeline picture of the run to FILE (SVG, one row per worker).
     #[arg(long, value_name = "FILE")]
     pub timings: Option<PathBuf>,
 }

@@ -21,7 +21,7 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Run a synthetic query graph of a known shape.
     Synth(synth::SynthArgs),
-    /// Simulate schedules.
+    /// Replay a --trace on P virtual workers: predicted wall time and speedup.
     Simulate(simulate::SimulateArgs),
 }
 

@@ -85,7 +85,8 @@ impl std::fmt::Display for SimMode {
 }
 
 /// Runs `weft simulate`: prints the predicted wall time and speedup per
-/// mode and worker count on stdout.
+/// mode and worker count on stdout, the lower bound `max(T1/P, T∞)`, and
+/// on the row of the recorded mode and worker count, the measured wall time.
 ///
 /// # Errors
 ///
@@ -129,22 +130,29 @@ pub fn report(profile: &Profile, workers: &[usize], modes: &[SimMode]) -> String
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>4} {:>14} {:>8} {:>16}",
-        "mode", "P", "predicted ms", "speedup", "bound ms"
+        "{:<8} {:>4} {:>14} {:>8} {:>16} {:>12}",
+        "mode", "P", "predicted ms", "speedup", "bound ms", "measured ms"
     );
     let sim = Simulation::new(profile);
     for &mode in modes {
         let base = sim.run(1, mode).max(1);
         for &p in workers {
             let t = sim.run(p, mode);
+            // The recorded run itself, on its row.
+            let measured = if mode.to_string() == profile.mode && p == profile.workers {
+                format!("{:.3}", ms(profile.wall_ns))
+            } else {
+                "-".to_owned()
+            };
             let _ = writeln!(
                 out,
-                "{:<8} {:>4} {:>14.3} {:>7.2}x {:>16.3}",
+                "{:<8} {:>4} {:>14.3} {:>7.2}x {:>16.3} {:>12}",
                 mode,
                 p,
                 ms(t),
                 base as f64 / t.max(1) as f64,
-                ms(profile.brent_bound(p))
+                ms(profile.brent_bound(p)),
+                measured
             );
         }
     }

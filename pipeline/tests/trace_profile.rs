@@ -213,10 +213,23 @@ fn figure(stderr: &str, line: &str, label: &str) -> f64 {
         .unwrap_or_else(|_| panic!("`{label}` is not followed by a number in {l}"))
 }
 
+/// The exact check of `T1`, `T∞` and parallelism on a DAG with known self
+/// times is `weft_queries::profile`'s unit test
+/// `work_span_parallelism_of_a_diamond`; this is the same on a real run.
+///
+/// Node work is spun on the wall clock, so a run whose thread the OS
+/// preempts takes longer than its nominal work: then every figure grows
+/// with it. A run counts as *quiet* when no node's recorded self time is
+/// more than 5% over its work; on a quiet run `T1`, `T∞` and `T1/T∞` must
+/// be within 5% of the graph's. If none of three runs is quiet (a busy
+/// machine), only what preemption cannot break is checked: the figures
+/// are not below the graph's, and `T1` is the measured wall time.
+/// `weft simulate` at `P = 1` must predict the measured wall within 10% on
+/// every run.
 #[test]
 fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall() {
     let _serial = one_at_a_time();
-    let mut failures = Vec::new();
+    let mut runs = Vec::new();
     for attempt in 0..3 {
         let path = temp(&format!("layered-{attempt}.json"));
         let p = path.to_str().unwrap();
@@ -235,6 +248,10 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
             p,
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stderr.contains("efficiency"),
+            "--profile prints the table:\n{stderr}"
+        );
         let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let sim = weft(&["simulate", p, "--workers", "1,2", "--mode", "fibers"]);
         let _ = std::fs::remove_file(&path);
@@ -249,7 +266,6 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
         let w = &json["weft"];
         let rec_t1 = w["work_ns"].as_f64().unwrap() / 1e6;
         let rec_tinf = w["span_ns"].as_f64().unwrap() / 1e6;
-        let within = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b;
         // Predicted wall at P = 1 from `weft simulate`.
         let sim_out = String::from_utf8_lossy(&sim.stdout).into_owned();
         let p1: f64 = sim_out
@@ -259,26 +275,45 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
             .unwrap_or_else(|| panic!("no P = 1 row in {sim_out}"))
             .parse()
             .unwrap();
-        let ok = within(rec_t1, t1, 0.05)
-            && within(rec_tinf, tinf, 0.05)
-            && within(rec_t1 / rec_tinf, t1 / tinf, 0.05)
-            && within(p1, wall, 0.10);
-        if ok {
+        let run = format!(
+            "attempt {attempt}: T1 {rec_t1:.3} vs {t1:.3} ms, T∞ {rec_tinf:.3} vs {tinf:.3} ms, \
+             simulated P=1 {p1:.3} vs measured wall {wall:.3} ms"
+        );
+        assert!(within(p1, wall, 0.10), "simulate at P = 1 off: {run}");
+        assert!(
+            rec_t1 >= 0.95 * t1 && rec_tinf >= 0.95 * tinf,
+            "below the graph's: {run}"
+        );
+        assert!(
+            within(rec_t1, wall, 0.05),
+            "T1 is not the serial wall time: {run}"
+        );
+        // Quiet: no node took 5% longer than its 2 ms of work (a preempted
+        // node on the critical path moves T∞ by far more than T1).
+        let quiet = w["execs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["self_ns"].as_u64().unwrap() <= 2_100_000);
+        if quiet {
+            assert!(within(rec_t1, t1, 0.05), "T1 off on a quiet run: {run}");
+            assert!(within(rec_tinf, tinf, 0.05), "T∞ off on a quiet run: {run}");
             assert!(
-                stderr.contains("efficiency"),
-                "--profile prints the table:\n{stderr}"
+                within(rec_t1 / rec_tinf, t1 / tinf, 0.05),
+                "parallelism off on a quiet run: {run}"
             );
             return;
         }
-        failures.push(format!(
-            "attempt {attempt}: T1 {rec_t1:.3} vs {t1:.3} ms, T∞ {rec_tinf:.3} vs {tinf:.3} ms, \
-             simulated P=1 {p1:.3} vs measured wall {wall:.3} ms"
-        ));
+        runs.push(run);
     }
-    panic!(
-        "recorded figures off in three runs:\n{}",
-        failures.join("\n")
+    eprintln!(
+        "no quiet run (busy machine); checked what preemption cannot break:\n{}",
+        runs.join("\n")
     );
+}
+
+fn within(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b
 }
 
 /// A minimal XML well-formedness check: tags balance, attributes are
@@ -374,4 +409,24 @@ fn timings_svg_is_an_image_with_one_row_per_worker() {
         }
         let _ = std::fs::remove_file(&path);
     }
+}
+
+#[test]
+fn simulate_refuses_what_is_not_a_trace() {
+    let missing = temp("missing.json");
+    let not_trace = temp("not-a-trace.json");
+    std::fs::write(&not_trace, "{\"traceEvents\":[]}").unwrap();
+    for path in [&missing, &not_trace] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+        cmd.args(["simulate", path.to_str().unwrap()]);
+        let out = run_with_timeout(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"));
+    }
+    let _ = std::fs::remove_file(&not_trace);
 }

@@ -316,7 +316,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     ) -> Result<Result<Q::Value, QueryError>, Box<dyn Any + Send>> {
         // RECORD: execution of `Q(key)` starts (job.id, parent job).
         let parent = || job.parent.as_ref().map(|p| p.id);
-        let record = self.engine.recorder.exec_start(job.id, Q::NAME, key, parent);
+        let recorder = &self.engine.recorder;
+        let record = recorder.exec_start(job.id, Q::NAME, key, parent);
         let outcome = {
             let _ctx = job::enter(job);
             let _activity = weft_runtime::set_current_activity(Q::NAME);
@@ -325,7 +326,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             }))
         };
         // RECORD: execution of `Q(key)` ends.
-        self.engine.recorder.exec_end(record);
+        recorder.exec_end(record);
         // A job on a cycle publishes its recover value however its provider
         // ended (see `cycle.rs`): membership decides, not the payload.
         let member = job.cycle.lock().clone();

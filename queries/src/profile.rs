@@ -200,7 +200,7 @@ pub struct Profile {
     pub roots: Vec<ReadRecord>,
     /// Cache hits per query kind.
     pub hits: BTreeMap<&'static str, u64>,
-    /// Every fork of a logical strand (`join`, serial `par_for_each`), by time.
+    /// Every fork of a logical strand (`join`, `par_for_each`), by time.
     pub forks: Vec<ForkRecord>,
     /// One entry per worker, index order.
     pub worker_stats: Vec<WorkerStats>,
@@ -224,6 +224,7 @@ pub struct ForkRecord {
 }
 
 /// The fork records in the runtime's `events`, by time.
+#[cfg(feature = "recording")]
 pub(crate) fn forks_of(events: &[weft_runtime::trace::ThreadEvents]) -> Vec<ForkRecord> {
     let mut forks: Vec<ForkRecord> = events
         .iter()

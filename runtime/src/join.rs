@@ -184,17 +184,13 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
     let pooled = WorkerThread::with_current(|w| w.is_some());
     if pooled {
         split(0, items.len(), &run);
+    } else if crate::trace::is_enabled() {
+        // Profiling: split as a pool does, so the recorded forks (`join`
+        // records them, `trace.rs`) have the same shape in every mode; the
+        // items still run in order.
+        split(0, items.len(), &run);
     } else {
-        // Profiling: each item is a logical strand of one fork (`trace.rs`).
-        let fork = crate::trace::fork();
-        if fork.is_recorded() {
-            (0..items.len()).for_each(|i| {
-                let _strand = crate::trace::enter_logical(fork.child());
-                run(i)
-            });
-        } else {
-            (0..items.len()).for_each(run);
-        }
+        (0..items.len()).for_each(run);
     }
     panics.resume();
 }

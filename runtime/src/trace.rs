@@ -26,16 +26,18 @@
 //!
 //! [`record`] appends to a per-thread buffer (one uncontended mutex each);
 //! [`take_events`] drains every thread's buffer. Recording is process-wide:
-//! [`enable`] turns it on for every runtime in the process.
+//! [`enable`] turns it on for every runtime in the process, until as many
+//! [`disable`] calls undid it.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 /// Whether recording is on (process-wide).
-static ENABLED: AtomicBool = AtomicBool::new(false);
+/// How many recorders are on ([`enable`] minus [`disable`]).
+static ENABLED: AtomicUsize = AtomicUsize::new(0);
 
 /// Strand ids; 0 means "not assigned yet". 64 bits never wrap in practice.
 static NEXT_STRAND: AtomicU64 = AtomicU64::new(1);
@@ -44,15 +46,23 @@ static NEXT_STRAND: AtomicU64 = AtomicU64::new(1);
 static BUFFERS: Mutex<Vec<Arc<Mutex<ThreadEvents>>>> = Mutex::new(Vec::new());
 
 /// Turns recording on for the whole process (every runtime).
+///
+/// Calls nest: recording stays on until every [`enable`] was matched by a
+/// [`disable`] (a query engine's recorder calls them when it is enabled and
+/// when it is dropped).
 pub fn enable() {
     // Relaxed: a hook that misses the flag for a moment only misses events;
     // nothing else is published through it.
-    ENABLED.store(true, Ordering::Relaxed);
+    ENABLED.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Turns recording off again (events already recorded are kept).
+/// Undoes one [`enable`]. When the last one is undone, recording stops and
+/// the events not taken yet are dropped.
 pub fn disable() {
-    ENABLED.store(false, Ordering::Relaxed);
+    let was = ENABLED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    if was == Ok(1) {
+        drop(take_events());
+    }
 }
 
 /// Whether recording is on. Always `false` without the `recording` feature,
@@ -60,7 +70,7 @@ pub fn disable() {
 #[inline]
 pub fn is_enabled() -> bool {
     // Relaxed: see `enable`.
-    cfg!(feature = "recording") && ENABLED.load(Ordering::Relaxed)
+    cfg!(feature = "recording") && ENABLED.load(Ordering::Relaxed) != 0
 }
 
 /// Now, in nanoseconds of `CLOCK_MONOTONIC` (the clock of every timestamp
@@ -97,7 +107,7 @@ pub enum Event {
     BlockStart,
     /// The blocked thread continues.
     BlockEnd,
-    /// A fork (`join`, a serial `par_for_each`) made logical strand `child`
+    /// A fork (`join`, and so `par_for_each`) made logical strand `child`
     /// of `parent`; the children of one `group` run in parallel, and
     /// `parent` continues once all of them finished.
     Fork {
@@ -237,8 +247,8 @@ pub(crate) struct ForkGroup {
     group: u64,
 }
 
-/// Starts a fork on the running logical strand (a `join`, a serial
-/// `par_for_each`). Nothing is recorded when recording is off.
+/// Starts a fork on the running logical strand (a `join`). Nothing is
+/// recorded when recording is off.
 #[inline]
 pub(crate) fn fork() -> ForkGroup {
     if !is_enabled() {
@@ -260,12 +270,6 @@ fn fork_slow() -> ForkGroup {
 }
 
 impl ForkGroup {
-    /// Whether this fork is being recorded.
-    #[inline]
-    pub(crate) fn is_recorded(&self) -> bool {
-        self.group != 0
-    }
-
     /// A new child logical strand of this fork (0 when recording is off).
     #[inline]
     pub(crate) fn child(&self) -> u64 {
@@ -389,6 +393,7 @@ fn leave_task(saved: StrandState) {
 }
 
 /// A fiber's strand while it is switched away; from [`switch_out`].
+#[cfg(feature = "fibers")]
 #[must_use = "hand it back to switch_in after the fiber is resumed"]
 pub(crate) struct Switched {
     saved: Option<(StrandState, u64)>,
@@ -396,6 +401,7 @@ pub(crate) struct Switched {
 
 /// Call on the fiber's stack right before it suspends: takes the fiber's
 /// strand off the thread.
+#[cfg(feature = "fibers")]
 #[inline]
 pub(crate) fn switch_out() -> Switched {
     if !is_enabled() {
@@ -404,6 +410,7 @@ pub(crate) fn switch_out() -> Switched {
     switch_out_slow()
 }
 
+#[cfg(feature = "fibers")]
 #[cold]
 #[inline(never)]
 fn switch_out_slow() -> Switched {
@@ -418,6 +425,7 @@ fn switch_out_slow() -> Switched {
 /// Call on the fiber's stack right after it was resumed, with what
 /// [`switch_out`] returned: the strand is back, its suspended time counted
 /// as off-CPU.
+#[cfg(feature = "fibers")]
 #[inline]
 pub(crate) fn switch_in(switched: Switched) {
     if let Some((st, at)) = switched.saved {
@@ -425,6 +433,7 @@ pub(crate) fn switch_in(switched: Switched) {
     }
 }
 
+#[cfg(feature = "fibers")]
 #[cold]
 #[inline(never)]
 fn switch_in_slow(mut st: StrandState, at: u64) {
@@ -478,12 +487,11 @@ fn block_end_slow(at: u64) {
     record_slow(Event::BlockEnd, now);
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "recording"))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(feature = "recording")]
     fn blocked_time_is_off_cpu() {
         enable();
         let id = strand_id();
@@ -507,5 +515,6 @@ mod tests {
             .map(|e| e.event)
             .collect();
         assert!(events.contains(&Event::BlockStart) && events.contains(&Event::BlockEnd));
+        disable();
     }
 }

@@ -186,6 +186,7 @@ fn build_use_drop(mode: Mode, threads: usize, work: impl FnOnce(&Runtime)) -> us
     let b = before();
     let rt = build(mode, threads);
     let expected_workers = if mode == Mode::Serial { 0 } else { threads };
+    assert_eq!(rt.live_stacks(), 0, "stacks carved before any task ran");
     let seen = touch_every_worker(&rt);
     if mode == Mode::Serial {
         assert_eq!(seen, [0], "serial mode runs on the caller");

@@ -12,13 +12,17 @@
 //!   `wait`); a fiber's wait is a `suspend` and a `resume` instant on the
 //!   waiter's track plus an async slice (`ph: "b"/"e"`, category `wait`);
 //! - every wait has a flow arrow (`ph: "s"/"f"`) from the end of the
-//!   execution waited for to the point where the waiter continues.
+//!   execution waited for to the point where the waiter continues;
+//! - the runtime's steals, parks and unparks are instants (category
+//!   `runtime`) on the worker's track.
 //!
 //! The top-level `"weft"` key holds the whole profile (executions with self
 //! times, reads and waits; hits; worker statistics), which `weft simulate`
 //! reads back; viewers ignore keys they do not know.
 
 use std::io::{self, Write};
+
+use weft_runtime::trace::Event;
 
 use super::timeline::{self, SliceKind};
 use super::Profile;
@@ -108,6 +112,26 @@ pub fn write_chrome_trace(profile: &Profile, out: impl Write) -> io::Result<()> 
                     ),
                 )?;
             }
+        }
+    }
+    // The runtime's own events, where recorded in this process: steals and
+    // parks as instants on the worker's track.
+    for t in &profile.runtime_events {
+        let Some(worker) = t.worker else { continue };
+        for e in &t.events {
+            let (name, args) = match e.event {
+                Event::Steal { victim } => ("steal", format!("{{\"victim\":{victim}}}")),
+                Event::Park => ("park", "{}".to_owned()),
+                Event::Unpark => ("unpark", "{}".to_owned()),
+                _ => continue,
+            };
+            event(
+                &mut w,
+                format!(
+                    "{{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"runtime\",\"name\":\"{name}\",\"pid\":1,\"tid\":{worker},\"ts\":{:.3},\"args\":{args}}}",
+                    us(e.at_ns)
+                ),
+            )?;
         }
     }
     let mut flow = 0u64;

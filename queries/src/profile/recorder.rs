@@ -39,11 +39,21 @@ use super::{ExecRecord, ReadKind, ReadRecord, WaitRecord};
 
 /// Records query executions for a [`Profile`]. Off until
 /// [`Recorder::enable`]; then it also turns on the runtime's event
-/// recording (process-wide).
+/// recording (process-wide, until the recorder is dropped).
 #[derive(Default)]
 pub struct Recorder {
     #[cfg(feature = "recording")]
     state: OnceLock<State>,
+}
+
+#[cfg(feature = "recording")]
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.state.get().is_some() {
+            // Undo `enable`: the runtime stops recording when no recorder is on.
+            trace::disable();
+        }
+    }
 }
 
 impl Debug for Recorder {
@@ -171,9 +181,12 @@ impl Recorder {
     pub fn enable(&self) {
         #[cfg(feature = "recording")]
         {
-            trace::enable();
-            self.state.get_or_init(|| State {
-                inner: Mutex::new(Inner::default()),
+            self.state.get_or_init(|| {
+                // Undone when the recorder is dropped.
+                trace::enable();
+                State {
+                    inner: Mutex::new(Inner::default()),
+                }
             });
         }
     }

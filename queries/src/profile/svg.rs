@@ -1,7 +1,8 @@
 //! A static SVG timeline of a [`Profile`]: one row per worker
 //! (`<g class="row">`), time left to right, each instant coloured by the
-//! query kind innermost on that worker, blocking waits in red, idle time
-//! left grey; a time axis and a legend of query kinds.
+//! query kind innermost on that worker (executions at least 2 px wide get a
+//! white outline and a tooltip with their key and self time), blocking
+//! waits in red, idle time left grey; a time axis and a legend.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -141,7 +142,7 @@ pub fn write_svg_timeline(profile: &Profile, out: impl Write) -> io::Result<()> 
             if x1 - x0 >= 2.0 {
                 writeln!(
                     w,
-                    r#"<rect x="{x0:.2}" y="{y:.1}" width="{:.2}" height="{ROW}" fill="{fill}"><title>{}</title></rect>"#,
+                    r#"<rect x="{x0:.2}" y="{y:.1}" width="{:.2}" height="{ROW}" fill="{fill}" stroke="white" stroke-width="0.5"><title>{}</title></rect>"#,
                     x1 - x0,
                     xml(&title)
                 )?;
