@@ -294,11 +294,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             Claim::Hit(result, _by) => result,
             Claim::Claimed { latch } => {
                 let job = new_job.expect("claimed without a job");
-                let result = self.execute::<Q>(table, &key, &job);
+                let (result, rethrow) = self.execute::<Q>(table, &key, &job);
                 latch.set();
-                match result {
-                    Ok(r) => r,
-                    Err(payload) => panic::resume_unwind(payload),
+                match rethrow {
+                    // Never unwind while the thread is already unwinding
+                    // (a read from a `Drop`): that would abort the process.
+                    Some(payload) if !std::thread::panicking() => panic::resume_unwind(payload),
+                    _ => result,
                 }
             }
             Claim::Running { owner, latch } => self.wait::<Q>(table, &key, &owner, &latch),
@@ -306,14 +308,14 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     }
 
     /// Runs the provider of a claimed key in `job` and publishes the result.
-    /// Returns the result for the caller, or a payload to keep unwinding
-    /// with (a cycle being broken, when this job is not an entry).
+    /// Returns the result, and the payload to keep unwinding with when a
+    /// cycle is being broken and this job is not its entry.
     fn execute<Q: Query<Db = D>>(
         &self,
         table: &MemoTable<Q::Key, Q::Value>,
         key: &Q::Key,
         job: &Arc<Job>,
-    ) -> Result<Result<Q::Value, QueryError>, Box<dyn Any + Send>> {
+    ) -> (Result<Q::Value, QueryError>, Option<Box<dyn Any + Send>>) {
         // RECORD: execution of `Q(key)` starts (job.id, parent job).
         let parent = || job.parent.as_ref().map(|p| p.id);
         let recorder = &self.engine.recorder;
@@ -364,10 +366,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
                 job: job.id,
             },
         );
-        match rethrow {
-            Some(p) => Err(p),
-            None => Ok(result),
-        }
+        (result, rethrow)
     }
 
     /// Waits for `Q(key)`, in progress in `owner`, after the cycle check.
@@ -380,9 +379,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     ) -> Result<Q::Value, QueryError> {
         let waiter = match job::current_job() {
             Some(leaf) => match cycle::register(&leaf, owner) {
-                Registered::Cycle(unwind) => {
-                    panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
-                }
+                Registered::Cycle(unwind) => return unwind_cycle(unwind),
                 Registered::Waiting(w) => Some(w),
             },
             // Top level: nobody can be waiting on us, so no cycle.
@@ -404,7 +401,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         self.engine.recorder.wait_end(record);
         if let Some(waiter) = &waiter {
             if let Some(unwind) = cycle::unregister(waiter) {
-                panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)));
+                return unwind_cycle(unwind);
             }
         }
         match table.finished(key) {
@@ -424,6 +421,18 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             None => self.engine.top_diagnostics.lock().push(diagnostic),
         }
     }
+}
+
+/// Breaks a cycle from the code that closed it (or a waiter on it): unwinds
+/// to the cycle's jobs (see `cycle.rs`). While the thread is already
+/// unwinding (a read from a `Drop` during a panic) a second unwind would
+/// abort the process, so the read returns `QueryError::Cycle` instead; the
+/// cycle's jobs are marked and still publish their recover values.
+fn unwind_cycle<V>(unwind: Arc<CycleUnwind>) -> Result<V, QueryError> {
+    if std::thread::panicking() {
+        return Err(QueryError::Cycle(unwind.cycle.clone()));
+    }
+    panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
 }
 
 fn panicked<Q: Query>(key: &Q::Key, payload: &(dyn Any + Send)) -> QueryError {

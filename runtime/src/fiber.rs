@@ -163,9 +163,13 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     if yielder.is_null() || std::thread::panicking() {
         return false;
     }
+    // A `par_for_each` leaf being drained here offers its remaining items
+    // to the worker before this fiber parks (`join.rs`).
+    crate::join::offer_pending();
     PENDING.with(|p| *p.borrow_mut() = Some(latch.clone()));
     YIELDER.with(|y| y.set(std::ptr::null()));
     let ctx = replace_context(None);
+    let leaves = crate::join::take_leaves();
     let strand = crate::trace::switch_out();
     let guard = AbortOnUnwind("a fiber switch unwound");
     // SAFETY: `yielder` was set by this fiber's own coroutine body (in
@@ -175,6 +179,7 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     unsafe { &*yielder }.suspend(());
     std::mem::forget(guard);
     crate::trace::switch_in(strand);
+    crate::join::restore_leaves(leaves);
     replace_context(ctx);
     YIELDER.with(|y| y.set(yielder));
     true

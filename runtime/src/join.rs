@@ -25,7 +25,7 @@
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -48,17 +48,17 @@ struct JoinJob<B, RB> {
 // orders it after the writer through the latch's Release/Acquire).
 unsafe impl<B: Send, RB: Send> Sync for JoinJob<B, RB> {}
 
-impl<B: FnOnce() -> RB, RB> JoinJob<B, RB> {
+impl<B: FnOnce(bool) -> RB, RB> JoinJob<B, RB> {
     fn claim(&self) -> bool {
         // AcqRel: the winner must see `func` as written by the creator.
         !self.claimed.swap(true, Ordering::AcqRel)
     }
 
     /// Runs `func`; only the winner of `claim` may call this.
-    fn execute(&self) -> std::thread::Result<RB> {
+    fn execute(&self, migrated: bool) -> std::thread::Result<RB> {
         // SAFETY: we won `claim`, so nobody else touches `func`.
         let f = unsafe { (*self.func.get()).take() }.expect("join: func taken twice");
-        panic::catch_unwind(AssertUnwindSafe(f))
+        panic::catch_unwind(AssertUnwindSafe(|| f(migrated)))
     }
 }
 
@@ -79,6 +79,20 @@ where
     RA: Send,
     RB: Send,
 {
+    join_ctx(a, |_migrated| b())
+}
+
+/// [`join`], telling `b` whether it *migrated*: ran from the deque (on
+/// another worker, or on a new fiber of this one) rather than inline after
+/// `a`, as rayon's `join_context`. `par_for_each` splits finer after a
+/// migration.
+fn join_ctx<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce(bool) -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
     // Profiling: `a` and `b` run as two logical strands (see `trace.rs`).
     let fork = crate::trace::fork();
     let (la, lb) = (fork.child(), fork.child());
@@ -86,14 +100,14 @@ where
         let _strand = crate::trace::enter_logical(la);
         a()
     };
-    let b = move || {
+    let b = move |migrated: bool| {
         let _strand = crate::trace::enter_logical(lb);
-        b()
+        b(migrated)
     };
     let pooled = WorkerThread::with_current(|w| w.is_some());
     if !pooled {
         let ra = panic::catch_unwind(AssertUnwindSafe(a));
-        let rb = panic::catch_unwind(AssertUnwindSafe(b));
+        let rb = panic::catch_unwind(AssertUnwindSafe(|| b(false)));
         return finish(ra, rb);
     }
     let job = Arc::new(JoinJob {
@@ -107,7 +121,7 @@ where
         let job = job.clone();
         let func: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
             if job.claim() {
-                let r = job.execute();
+                let r = job.execute(true);
                 // SAFETY: we won `claim`; the owner reads `result` only after
                 // `latch` is set below.
                 unsafe { *job.result.get() = Some(r) };
@@ -124,7 +138,7 @@ where
     WorkerThread::with_current(|w| w.expect("join: worker vanished").push(task));
     let ra = panic::catch_unwind(AssertUnwindSafe(a));
     let rb = if job.claim() {
-        job.execute()
+        job.execute(false)
     } else {
         job.latch.wait();
         // SAFETY: the latch is set, so the claiming task wrote `result` and
@@ -164,9 +178,15 @@ impl LowestPanic {
     }
 }
 
-/// Calls `f(index, &item)` for every item, potentially in parallel (split in
-/// halves with [`join`] down to single items, so that in fibers mode an item
-/// that waits never holds back the items after it).
+/// Calls `f(index, &item)` for every item, potentially in parallel.
+///
+/// The range is split in halves with `join`, adaptively as rayon's
+/// `Splitter`: into about as many leaves as workers while nobody steals, and
+/// further wherever a half migrated to another worker or fiber. A leaf runs
+/// its items one by one from a shared counter. Before its fiber suspends (or
+/// its thread blocks) on an item that waits, the leaf *offers* its remaining
+/// items as a task, so that in fibers mode an item that waits never holds
+/// back the items after it, and tiny items cost no more than a loop.
 ///
 /// In serial mode and outside a pool, items run in order on this thread.
 ///
@@ -181,29 +201,173 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
             panics.record(i as u64, p);
         }
     };
-    let pooled = WorkerThread::with_current(|w| w.is_some());
-    if pooled {
-        split(0, items.len(), &run);
-    } else if crate::trace::is_enabled() {
-        // Profiling: split as a pool does, so the recorded forks (`join`
-        // records them, `trace.rs`) have the same shape in every mode; the
-        // items still run in order.
-        split(0, items.len(), &run);
-    } else {
-        (0..items.len()).for_each(run);
+    let threads = WorkerThread::with_current(|w| w.map(|w| w.registry.num_threads()));
+    match threads {
+        Some(threads) => {
+            let helpers = CountLatch::new(1);
+            let ctx = SplitCtx {
+                run: &run,
+                helpers: &helpers,
+                threads,
+            };
+            split(0, items.len(), threads, false, &ctx);
+            helpers.decrement();
+            helpers.wait();
+        }
+        None if crate::trace::is_enabled() => {
+            // Profiling: split as a pool of one does, so the recorded forks
+            // (`join` records them, `trace.rs`) have the shape of a pooled
+            // run; the items still run in order.
+            serial_split(0, items.len(), &run);
+        }
+        None => (0..items.len()).for_each(run),
     }
     panics.resume();
 }
 
-fn split(lo: usize, hi: usize, run: &(impl Fn(usize) + Sync)) {
+fn serial_split(lo: usize, hi: usize, run: &(impl Fn(usize) + Sync)) {
     match hi - lo {
         0 => {}
         1 => run(lo),
         n => {
             let mid = lo + n / 2;
-            join(|| split(lo, mid, run), || split(mid, hi, run));
+            join(|| serial_split(lo, mid, run), || serial_split(mid, hi, run));
         }
     }
+}
+
+/// What every part of one `par_for_each` shares.
+struct SplitCtx<'a> {
+    run: &'a (dyn Fn(usize) + Sync),
+    /// Counts the helper tasks that leaves offered (plus one for the call).
+    helpers: &'a CountLatch,
+    threads: usize,
+}
+
+fn split(lo: usize, hi: usize, splits: usize, migrated: bool, ctx: &SplitCtx<'_>) {
+    // rayon's Splitter: a migrated half splits at least into `threads` more.
+    let splits = if migrated { splits.max(ctx.threads) } else { splits };
+    if hi - lo <= 1 || splits == 0 {
+        run_leaf(lo, hi, ctx);
+        return;
+    }
+    let mid = lo + (hi - lo) / 2;
+    join_ctx(
+        || split(lo, mid, splits / 2, false, ctx),
+        |migrated| split(mid, hi, splits / 2, migrated, ctx),
+    );
+}
+
+/// Items `next..end` of a leaf, drawn one at a time by the leaf and by any
+/// helper task it offered.
+pub(crate) struct Leaf {
+    next: AtomicUsize,
+    end: usize,
+    /// A helper task is queued and has not started yet.
+    offered: AtomicBool,
+    /// The item function and helper count of the `par_for_each` call, their
+    /// lifetime erased (see `offer_pending`).
+    run: *const (dyn Fn(usize) + Sync + 'static),
+    helpers: *const CountLatch,
+}
+
+// SAFETY: `run` is `Sync` and `helpers` is a `CountLatch` (atomics and a
+// latch); both are only dereferenced while the `par_for_each` call that owns
+// them is still waiting for its helpers (see `offer_pending`).
+unsafe impl Send for Leaf {}
+// SAFETY: as above; the other fields are atomics.
+unsafe impl Sync for Leaf {}
+
+thread_local! {
+    /// The leaves being drained by the code running now, innermost last.
+    /// Saved and restored around every fiber switch (`fiber.rs`).
+    static LEAVES: std::cell::RefCell<Vec<Arc<Leaf>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn run_leaf(lo: usize, hi: usize, ctx: &SplitCtx<'_>) {
+    if hi - lo == 1 {
+        (ctx.run)(lo);
+        return;
+    }
+    let run: *const (dyn Fn(usize) + Sync + '_) = ctx.run;
+    let leaf = Arc::new(Leaf {
+        next: AtomicUsize::new(lo),
+        end: hi,
+        offered: AtomicBool::new(false),
+        // SAFETY: only the lifetime changes; see `Leaf::run`.
+        run: unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(run) },
+        helpers: ctx.helpers,
+    });
+    drain(&leaf);
+}
+
+/// Runs the leaf's items until none is left.
+fn drain(leaf: &Arc<Leaf>) {
+    LEAVES.with(|l| l.borrow_mut().push(leaf.clone()));
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            LEAVES.with(|l| l.borrow_mut().pop());
+        }
+    }
+    let _pop = Pop;
+    loop {
+        // Relaxed: the counter only hands out distinct indices; the items'
+        // effects are published by the latches that end the call.
+        let i = leaf.next.fetch_add(1, Ordering::Relaxed);
+        if i >= leaf.end {
+            break;
+        }
+        // SAFETY: `par_for_each` is still running (it waits for every
+        // helper, and this code runs inside it or inside a helper).
+        unsafe { (*leaf.run)(i) };
+    }
+}
+
+/// Called before the current fiber suspends or the current thread blocks:
+/// every leaf being drained here that still has items offers them as one
+/// helper task on this worker's deque (at most one queued helper per leaf).
+pub(crate) fn offer_pending() {
+    let leaves: Vec<Arc<Leaf>> = LEAVES.with(|l| l.borrow().clone());
+    for leaf in leaves {
+        // Relaxed: a stale read only offers a helper that finds nothing.
+        if leaf.next.load(Ordering::Relaxed) >= leaf.end {
+            continue;
+        }
+        // AcqRel: pairs with the helper's reset below.
+        if leaf.offered.swap(true, Ordering::AcqRel) {
+            continue;
+        }
+        // SAFETY: the `par_for_each` owning `helpers` is still running: the
+        // leaf is being drained by code inside it.
+        let helpers = unsafe { &*leaf.helpers };
+        helpers.increment();
+        let helper = leaf.clone();
+        let task = Task::new(Box::new(move || {
+            helper.offered.store(false, Ordering::Release);
+            drain(&helper);
+            // SAFETY: `par_for_each` waits for this decrement before it
+            // returns, so `helpers` is alive; this is its last use.
+            unsafe { (*helper.helpers).decrement() };
+        }));
+        WorkerThread::with_current(|w| {
+            if let Some(w) = w {
+                w.push(task);
+            }
+        });
+    }
+}
+
+/// Takes this thread's leaves (before a fiber switches away).
+#[cfg(feature = "fibers")]
+pub(crate) fn take_leaves() -> Vec<Arc<Leaf>> {
+    LEAVES.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// Puts a fiber's leaves back (after it resumed).
+#[cfg(feature = "fibers")]
+pub(crate) fn restore_leaves(leaves: Vec<Arc<Leaf>>) {
+    LEAVES.with(|l| *l.borrow_mut() = leaves);
 }
 
 /// Maps every item with `f(index, &item)`, potentially in parallel, and

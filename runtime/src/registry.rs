@@ -325,6 +325,9 @@ pub(crate) fn block_current_thread(block: impl FnOnce()) {
     let worker = WorkerThread::with_current(|w| w.map(|w| (w.registry.clone(), w.index)));
     match worker {
         Some((reg, index)) => {
+            // A `par_for_each` leaf being drained here offers its remaining
+            // items to other workers before this thread blocks (`join.rs`).
+            crate::join::offer_pending();
             reg.tokens.release(index);
             let blocked = crate::trace::block_start();
             block();

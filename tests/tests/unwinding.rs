@@ -46,12 +46,13 @@
 //!                   but parked(0) can only resume on W0: deadlock
 //! ```
 //!
-//! # `cycle_read_from_a_drop_during_unwinding` (`#[ignore]`d)
+//! # `cycle_read_from_a_drop_during_unwinding`
 //!
-//! A reproducer of an abort found alongside (reported, not fixed here): a
-//! `Drop` that runs during unwinding reads a query on its own stack's chain
-//! (a cycle) with `try_get`; the engine's cycle unwinding then starts inside
-//! a destructor during cleanup, and the process aborts, in every mode.
+//! A regression test of an abort found alongside: a `Drop` that runs during
+//! unwinding reads a query on its own stack's chain (a cycle) with
+//! `try_get`; the engine used to start the cycle's unwinding inside a
+//! destructor during cleanup, and the process aborted, in every mode. Now
+//! the read returns `QueryError::Cycle` while the thread is unwinding.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -466,20 +467,20 @@ impl Query for Inner {
     }
 }
 
-/// Known abort (see the issue 5 report), in every mode: `try_get` is
-/// documented to let a cycle's unwinding pass through a caller that is on
-/// the cycle, and from a `Drop` during unwinding that is a panic in a
-/// destructor during cleanup, so the process aborts. Expected: the read
-/// returns (an error), `outer(0)` ends with an error, the process lives.
-/// The scenario runs in a child process, so the abort fails only this test.
+/// Regression (issue 5 report), in every mode: `try_get` lets a cycle's
+/// unwinding pass through a caller that is on the cycle, but from a `Drop`
+/// during unwinding a second unwind would abort the process ("panic in a
+/// destructor during cleanup"). The engine returns `QueryError::Cycle`
+/// instead: the read returns, `outer(0)` ends with an error, the process
+/// lives. The scenario runs in a child process, so an abort fails only this
+/// test.
 ///
 /// ```text
 ///  outer(0) ─▶ inner(0) ─▶ panic! ─▶ CycleGuard::drop (unwinding)
 ///                                      └─ try_get::<Outer>(0): same-stack cycle
-///                                         └─ engine resumes the cycle's unwind ─▶ abort
+///                                         └─ returns Err(Cycle) (no second unwind)
 /// ```
 #[test]
-#[ignore = "reproduces a known abort (issue 5 report)"]
 fn cycle_read_from_a_drop_during_unwinding() {
     if std::env::var_os(ABORT_CHILD).is_some() {
         quiet_injected_panics();
@@ -496,7 +497,6 @@ fn cycle_read_from_a_drop_during_unwinding() {
         .args([
             "--exact",
             "cycle_read_from_a_drop_during_unwinding",
-            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
