@@ -205,12 +205,25 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
     match threads {
         Some(threads) => {
             let helpers = CountLatch::new(1);
+            let offered = Mutex::new(Vec::new());
             let ctx = SplitCtx {
                 run: &run,
                 helpers: &helpers,
+                offered: &offered,
                 threads,
             };
             split(0, items.len(), threads, false, &ctx);
+            // Every leaf this call ran itself is drained, and a leaf drained
+            // elsewhere is drained by a started helper (which keeps going
+            // after it resumes): a helper that nobody started has nothing
+            // left to do. Cancel those instead of waiting for a worker to
+            // start them (in threads mode this worker may be the only one).
+            for claim in offered.lock().drain(..) {
+                // AcqRel: pairs with the helper's own claim.
+                if !claim.swap(true, Ordering::AcqRel) {
+                    helpers.decrement();
+                }
+            }
             helpers.decrement();
             helpers.wait();
         }
@@ -241,12 +254,18 @@ struct SplitCtx<'a> {
     run: &'a (dyn Fn(usize) + Sync),
     /// Counts the helper tasks that leaves offered (plus one for the call).
     helpers: &'a CountLatch,
+    /// The claim flags of the offered helpers.
+    offered: &'a Mutex<Vec<Arc<AtomicBool>>>,
     threads: usize,
 }
 
 fn split(lo: usize, hi: usize, splits: usize, migrated: bool, ctx: &SplitCtx<'_>) {
     // rayon's Splitter: a migrated half splits at least into `threads` more.
-    let splits = if migrated { splits.max(ctx.threads) } else { splits };
+    let splits = if migrated {
+        splits.max(ctx.threads)
+    } else {
+        splits
+    };
     if hi - lo <= 1 || splits == 0 {
         run_leaf(lo, hi, ctx);
         return;
@@ -269,6 +288,10 @@ pub(crate) struct Leaf {
     /// lifetime erased (see `offer_pending`).
     run: *const (dyn Fn(usize) + Sync + 'static),
     helpers: *const CountLatch,
+    offered_helpers: *const Mutex<Vec<Arc<AtomicBool>>>,
+    /// The task context the leaf started with: a helper runs its items in
+    /// it, not in whatever job was current when the leaf offered them.
+    ctx: crate::context::TaskContext,
 }
 
 // SAFETY: `run` is `Sync` and `helpers` is a `CountLatch` (atomics and a
@@ -295,8 +318,15 @@ fn run_leaf(lo: usize, hi: usize, ctx: &SplitCtx<'_>) {
         end: hi,
         offered: AtomicBool::new(false),
         // SAFETY: only the lifetime changes; see `Leaf::run`.
-        run: unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(run) },
+        run: unsafe {
+            std::mem::transmute::<
+                *const (dyn Fn(usize) + Sync + '_),
+                *const (dyn Fn(usize) + Sync + 'static),
+            >(run)
+        },
         helpers: ctx.helpers,
+        offered_helpers: ctx.offered,
+        ctx: crate::context::current_context(),
     });
     drain(&leaf);
 }
@@ -342,14 +372,25 @@ pub(crate) fn offer_pending() {
         // leaf is being drained by code inside it.
         let helpers = unsafe { &*leaf.helpers };
         helpers.increment();
+        let claim = Arc::new(AtomicBool::new(false));
+        // SAFETY: as for `helpers`.
+        unsafe { &*leaf.offered_helpers }.lock().push(claim.clone());
         let helper = leaf.clone();
-        let task = Task::new(Box::new(move || {
+        let flag: *const AtomicBool = &*claim;
+        let func = Box::new(move || {
+            // AcqRel: pairs with the owner's cancelling claim.
+            if claim.swap(true, Ordering::AcqRel) {
+                return; // cancelled by the owner, which counted it down
+            }
             helper.offered.store(false, Ordering::Release);
             drain(&helper);
             // SAFETY: `par_for_each` waits for this decrement before it
             // returns, so `helpers` is alive; this is its last use.
             unsafe { (*helper.helpers).decrement() };
-        }));
+        });
+        // SAFETY (`flag`): points into `claim`, an `Arc` the closure owns.
+        let mut task = Task::with_claim(func, unsafe { &*flag });
+        task.set_context(leaf.ctx.clone());
         WorkerThread::with_current(|w| {
             if let Some(w) = w {
                 w.push(task);

@@ -68,6 +68,11 @@ impl Task {
         }
     }
 
+    /// Makes the task run in `ctx` rather than its spawner's context.
+    pub(crate) fn set_context(&mut self, ctx: TaskContext) {
+        self.ctx = ctx;
+    }
+
     /// A task whose work may be claimed by its owner first; `claimed` must
     /// point into an `Arc` that `func` owns.
     pub(crate) fn with_claim(
