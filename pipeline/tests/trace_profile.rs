@@ -230,7 +230,7 @@ fn figure(stderr: &str, line: &str, label: &str) -> f64 {
 fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall() {
     let _serial = one_at_a_time();
     let mut runs = Vec::new();
-    for attempt in 0..3 {
+    for attempt in 0..5 {
         let path = temp(&format!("layered-{attempt}.json"));
         let p = path.to_str().unwrap();
         let out = weft(&[
@@ -279,15 +279,13 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
             "attempt {attempt}: T1 {rec_t1:.3} vs {t1:.3} ms, T∞ {rec_tinf:.3} vs {tinf:.3} ms, \
              simulated P=1 {p1:.3} vs measured wall {wall:.3} ms"
         );
-        assert!(within(p1, wall, 0.10), "simulate at P = 1 off: {run}");
-        assert!(
-            rec_t1 >= 0.95 * t1 && rec_tinf >= 0.95 * tinf,
-            "below the graph's: {run}"
-        );
-        assert!(
-            within(rec_t1, wall, 0.05),
-            "T1 is not the serial wall time: {run}"
-        );
+        // What preemption cannot break by more than the tolerance: the
+        // simulation replays the recorded self times, which include any
+        // preemption, so it tracks the measured wall time.
+        let robust = within(p1, wall, 0.10)
+            && rec_t1 >= 0.95 * t1
+            && rec_tinf >= 0.95 * tinf
+            && within(rec_t1, wall, 0.05);
         // Quiet: no node took 5% longer than its 2 ms of work (a preempted
         // node on the critical path moves T∞ by far more than T1).
         let quiet = w["execs"]
@@ -295,19 +293,23 @@ fn layered_profile_has_the_known_work_and_span_and_simulate_predicts_serial_wall
             .unwrap()
             .iter()
             .all(|e| e["self_ns"].as_u64().unwrap() <= 2_100_000);
-        if quiet {
-            assert!(within(rec_t1, t1, 0.05), "T1 off on a quiet run: {run}");
-            assert!(within(rec_tinf, tinf, 0.05), "T∞ off on a quiet run: {run}");
-            assert!(
-                within(rec_t1 / rec_tinf, t1 / tinf, 0.05),
-                "parallelism off on a quiet run: {run}"
-            );
+        let exact = within(rec_t1, t1, 0.05)
+            && within(rec_tinf, tinf, 0.05)
+            && within(rec_t1 / rec_tinf, t1 / tinf, 0.05);
+        if robust && (exact || !quiet) {
+            if !quiet {
+                eprintln!("busy machine: only the robust checks held: {run}");
+            }
             return;
         }
-        runs.push(run);
+        runs.push(format!(
+            "{run} (robust {robust}, quiet {quiet}, exact {exact})"
+        ));
     }
-    eprintln!(
-        "no quiet run (busy machine); checked what preemption cannot break:\n{}",
+    panic!(
+        "no attempt met the checks (a busy machine can fail the exact ones; \
+         the robust ones are simulate-at-P=1 within 10% of the measured wall, \
+         recorded T1 within 5% of it):\n{}",
         runs.join("\n")
     );
 }

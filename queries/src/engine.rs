@@ -37,6 +37,9 @@ use crate::memo::{Claim, Memo, MemoTable};
 use crate::profile::{Profile, Recorder};
 use crate::{Diagnostic, Query, QueryError};
 
+/// A panic payload, as `catch_unwind` returns it.
+type Payload = Box<dyn Any + Send>;
+
 /// The unwind payload of a failed `Cx::get` (see the module doc).
 struct ErrorUnwind(QueryError);
 
@@ -315,7 +318,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         table: &MemoTable<Q::Key, Q::Value>,
         key: &Q::Key,
         job: &Arc<Job>,
-    ) -> (Result<Q::Value, QueryError>, Option<Box<dyn Any + Send>>) {
+    ) -> (Result<Q::Value, QueryError>, Option<Payload>) {
         // RECORD: execution of `Q(key)` starts (job.id, parent job).
         let parent = || job.parent.as_ref().map(|p| p.id);
         let recorder = &self.engine.recorder;

@@ -132,8 +132,10 @@ where
         // claims `b` and runs it itself, or it waits on `job.latch`, which the
         // task sets after `b` returned. The task closure may outlive `join`
         // only holding an `Arc` to a job whose `func` and `result` are empty.
-        // SAFETY (`claimed`): points into the job `Arc` the closure owns.
-        Task::with_claim(unsafe { erase_lifetime(func) }, unsafe { &*claimed })
+        let func = unsafe { erase_lifetime(func) };
+        // SAFETY: `claimed` points into the job `Arc` the closure owns, so it
+        // lives as long as the task.
+        Task::with_claim(func, unsafe { &*claimed })
     };
     WorkerThread::with_current(|w| w.expect("join: worker vanished").push(task));
     let ra = panic::catch_unwind(AssertUnwindSafe(a));
@@ -388,7 +390,8 @@ pub(crate) fn offer_pending() {
             // returns, so `helpers` is alive; this is its last use.
             unsafe { (*helper.helpers).decrement() };
         });
-        // SAFETY (`flag`): points into `claim`, an `Arc` the closure owns.
+        // SAFETY: `flag` points into `claim`, an `Arc` the closure owns, so it
+        // lives as long as the task.
         let mut task = Task::with_claim(func, unsafe { &*flag });
         task.set_context(leaf.ctx.clone());
         WorkerThread::with_current(|w| {
