@@ -271,6 +271,13 @@ impl WorkerThread {
             if reg.sleep.terminating() {
                 break;
             }
+            // Search a little before sleeping, as rayon's workers do: work
+            // that arrives within a few yields (the next `block_on`, the other
+            // half of a `join`) then costs no futex wake-up. Bounded, so an
+            // idle pool still sleeps (~0% CPU).
+            if self.search_briefly() {
+                continue;
+            }
             reg.tokens.release(self.index);
             crate::trace::record(crate::trace::Event::Park);
             reg.sleep
@@ -278,6 +285,18 @@ impl WorkerThread {
             crate::trace::record(crate::trace::Event::Unpark);
         }
         reg.tokens.release(self.index);
+    }
+
+    /// Yields up to [`SEARCH_ROUNDS`] times, checking for work after each.
+    fn search_briefly(&self) -> bool {
+        for _ in 0..SEARCH_ROUNDS {
+            std::thread::yield_now();
+            if self.registry.has_work(self.index, &self.deque) || self.registry.sleep.terminating()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     fn run_task(&self, task: Task) {
@@ -393,6 +412,10 @@ pub struct Builder {
 /// OS; deeper recursion continues on fresh segments through
 /// [`ensure_sufficient_stack`](crate::ensure_sufficient_stack).
 pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
+
+/// How many times an idle worker yields and looks for work before it parks
+/// (rayon's `ROUNDS_UNTIL_SLEEPY` is 32): a few microseconds of searching.
+const SEARCH_ROUNDS: usize = 32;
 
 /// Stack size of worker OS threads in threads mode, where tasks run on the
 /// worker's own stack: 16 MiB reserved (committed lazily).
