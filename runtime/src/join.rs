@@ -214,7 +214,11 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
                 offered: &offered,
                 threads,
             };
-            split(0, items.len(), threads, false, &ctx);
+            // rayon's initial splits; with one worker nothing would take a
+            // half, so the whole range is one leaf (an item that waits still
+            // offers the rest, see `offer_pending`).
+            let splits = if threads > 1 { threads } else { 0 };
+            split(0, items.len(), splits, false, &ctx);
             // Every leaf this call ran itself is drained, and a leaf drained
             // elsewhere is drained by a started helper (which keeps going
             // after it resumes): a helper that nobody started has nothing
