@@ -28,7 +28,7 @@ fn crate_with_bad_module(name: &str, decl: &str) -> TempDir {
 /// Runs `weft analyze dir` in every mode; asserts exit 0, the diagnostic line,
 /// and that the good module was analyzed.
 fn assert_diagnosed(t: &TempDir, diagnostic: &str) {
-    for mode in common::MODES {
+    for &mode in common::MODES {
         let run = weft(&[
             "analyze",
             t.0.to_str().expect("UTF-8 temp path"),
@@ -200,7 +200,7 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn internal_failure_exits_with_1_and_prints_the_query_stack() {
     let dir = common::fixtures().join("consts");
-    for mode in common::MODES {
+    for &mode in common::MODES {
         let out = std::process::Command::new(common::weft_bin())
             .args(["analyze", dir.to_str().expect("UTF-8"), "--mode", mode])
             .env("WEFT_INJECT_PANIC", "consts")

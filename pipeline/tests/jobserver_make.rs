@@ -21,6 +21,14 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `cmd` to completion, killing it after `TIMEOUT`.
+/// The modes with a worker pool this build can run: fibers (when the
+/// `fibers` feature is on) and threads.
+const POOL_MODES: &[&str] = if cfg!(feature = "fibers") {
+    &["fibers", "threads"]
+} else {
+    &["threads"]
+};
+
 fn run_with_timeout(mut cmd: Command) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
@@ -193,7 +201,7 @@ fn expected_checksum() -> String {
 
 #[test]
 fn make_j2_never_more_than_two_workers_busy() {
-    for mode in ["fibers", "threads"] {
+    for &mode in POOL_MODES {
         make_j2_in_mode(mode);
     }
 }
@@ -218,7 +226,7 @@ fn make_j2_in_mode(mode: &str) {
 #[test]
 fn make_j3_two_processes_never_exceed_three() {
     let dir = TempDir::new("make-j3");
-    run_make(dir.path(), 3, true, &["a", "b"], "fibers");
+    run_make(dir.path(), 3, true, &["a", "b"], POOL_MODES[0]);
     let mut spans = Vec::new();
     for t in ["a", "b"] {
         let log = read_busy_log(&dir.path().join(format!("{t}.busy")));
@@ -237,7 +245,7 @@ fn make_j3_two_processes_never_exceed_three() {
 #[test]
 fn make_without_plus_warns_once_and_completes() {
     let dir = TempDir::new("make-noplus");
-    let out = run_make(dir.path(), 2, false, &["a"], "fibers");
+    let out = run_make(dir.path(), 2, false, &["a"], POOL_MODES[0]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let warnings = stderr.matches("weft: warning").count();
     assert_eq!(warnings, 1, "expected one warning, stderr:\n{stderr}");
@@ -275,7 +283,7 @@ fn run_with_pipe(tokens: usize, args: &[&str]) -> Output {
 
 #[test]
 fn pipe_holds_all_tokens_after_a_normal_run() {
-    for mode in ["fibers", "threads"] {
+    for &mode in POOL_MODES {
         let out = run_with_pipe(
             3,
             &[
@@ -303,7 +311,7 @@ fn pipe_holds_all_tokens_after_a_normal_run() {
 
 #[test]
 fn pipe_holds_all_tokens_after_a_query_panic() {
-    for mode in ["fibers", "threads"] {
+    for &mode in POOL_MODES {
         let out = run_with_pipe(
             2,
             &[

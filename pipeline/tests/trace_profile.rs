@@ -16,6 +16,10 @@
 //! Every child runs under a timeout: a hang fails the test. The timing
 //! checks take the best of three runs, since the test machine may be busy.
 
+// Everything here reads what recording writes: without the `recording`
+// feature (`--no-default-features`) the flags are ignored, by design.
+#![cfg(feature = "recording")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -89,6 +93,10 @@ fn ns(v: &Value) -> i64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fibers"),
+    ignore = "checks the waits of fibers mode, which this build lacks"
+)]
 fn trace_of_fan_in_has_one_track_per_worker_and_every_execution_once() {
     let _serial = one_at_a_time();
     // Waits need the shared query to be running when another worker asks
@@ -372,6 +380,9 @@ fn imagemagick() -> bool {
 fn timings_svg_is_an_image_with_one_row_per_worker() {
     let _serial = one_at_a_time();
     for (mode, jobs) in [("threads", "2"), ("fibers", "3"), ("serial", "1")] {
+        if mode == "fibers" && !cfg!(feature = "fibers") {
+            continue;
+        }
         let path = temp(&format!("timeline-{mode}.svg"));
         let p = path.to_str().unwrap();
         weft(&[

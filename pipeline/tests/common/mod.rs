@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 /// Longest a single `weft` run may take before the test fails as a hang.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The modes every determinism test runs in.
-pub(crate) const MODES: [&str; 3] = ["fibers", "threads", "serial"];
+/// The modes every determinism test runs in: all three, or without the
+/// `fibers` feature (`--no-default-features`) threads and serial.
+pub(crate) const MODES: &[&str] = if cfg!(feature = "fibers") {
+    &["fibers", "threads", "serial"]
+} else {
+    &["threads", "serial"]
+};
 
 /// The thread counts every determinism test runs at.
 pub(crate) const JOBS: [&str; 3] = ["1", "2", "4"];
@@ -90,7 +95,7 @@ pub(crate) fn weft<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
 /// thread count, asserts exit status 0 and identical stdout, and returns it.
 pub(crate) fn analyze_everywhere(extra: &[&str]) -> String {
     let mut first: Option<(String, String)> = None;
-    for mode in MODES {
+    for &mode in MODES {
         for jobs in JOBS {
             let mut args = vec!["analyze"];
             args.extend_from_slice(extra);
