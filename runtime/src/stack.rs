@@ -37,9 +37,10 @@
 //! [`SEGMENT_SIZE`] segment via `corosensei::on_stack`. The `stacker` crate
 //! cannot be used: its limit is per OS thread and knows nothing of fibers.
 //!
-//! Without the `fibers` feature there is no stack switching:
-//! `ensure_sufficient_stack` runs the closure on the current stack, and
-//! deep recursion is limited by the thread's stack size.
+//! Without the `fibers` feature there are no fiber stacks and no
+//! corosensei: `ensure_sufficient_stack` continues on segments from the
+//! `stacker` crate instead, which serves OS threads (threads and serial
+//! mode), the only stacks such a build runs on.
 //!
 //! # Pool
 //!
@@ -564,9 +565,23 @@ fn run_on_segment<R>(f: impl FnOnce() -> R) -> R {
     corosensei::on_stack(segment, f)
 }
 
+/// Without fibers (no corosensei), a segment comes from the `stacker` crate
+/// (as rustc's `ensure_sufficient_stack`): it works on OS threads, the only
+/// stacks such a build runs on. Our bounds follow it onto the segment.
 #[cfg(not(all(feature = "fibers", unix)))]
 fn run_on_segment<R>(f: impl FnOnce() -> R) -> R {
-    f()
+    stacker::grow(SEGMENT_SIZE, || {
+        let sp = stack_pointer();
+        match stacker::remaining_stack() {
+            Some(left) => {
+                let _restore = SegmentBoundsGuard {
+                    previous: Bounds::of(sp.saturating_sub(left), sp).replace_current(),
+                };
+                f()
+            }
+            None => f(),
+        }
+    })
 }
 
 /// Computes this OS thread's stack bounds into the thread-locals.
