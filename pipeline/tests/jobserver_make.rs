@@ -15,12 +15,18 @@
 //! processes compare. Every child runs under a timeout: a hang fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+mod common;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `cmd` to completion, killing it after `TIMEOUT`.
+/// Runs `cmd` to completion under `TIMEOUT` (see `common`).
+fn run_with_timeout(cmd: Command) -> Output {
+    common::run_with_timeout(cmd, TIMEOUT)
+}
+
 /// The modes with a worker pool this build can run: fibers (when the
 /// `fibers` feature is on) and threads.
 const POOL_MODES: &[&str] = if cfg!(feature = "fibers") {
@@ -28,30 +34,6 @@ const POOL_MODES: &[&str] = if cfg!(feature = "fibers") {
 } else {
     &["threads"]
 };
-
-fn run_with_timeout(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "timed out after {TIMEOUT:?}: {cmd:?}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Longest a single `weft` run may take before the test fails as a hang.
@@ -44,13 +44,27 @@ pub(crate) fn fixtures() -> PathBuf {
 
 /// Runs `weft args...`; kills it and fails the test after [`TIMEOUT`].
 pub(crate) fn weft<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let mut child = Command::new(weft_bin())
-        .args(args)
+    let mut cmd = Command::new(weft_bin());
+    cmd.args(args);
+    let out = run_with_timeout(cmd, TIMEOUT);
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `cmd` (stdin closed) to completion and returns its output; kills it
+/// and fails the test after `timeout`, so a hang is a failure. stdout and
+/// stderr are read on their own threads, so a child that writes a lot never
+/// blocks on a full pipe.
+pub(crate) fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn weft");
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_t = std::thread::spawn(move || {
@@ -65,29 +79,24 @@ pub(crate) fn weft<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     });
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for weft") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
-        if start.elapsed() > TIMEOUT {
+        if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            let shown: Vec<String> = args
-                .iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect();
+            let stderr = err_t.join().unwrap_or_default();
             panic!(
-                "weft {} did not finish within {TIMEOUT:?} (hang?)",
-                shown.join(" ")
+                "{cmd:?} did not finish within {timeout:?} (hang?); stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
-    let stdout = String::from_utf8(out_t.join().expect("stdout reader")).expect("stdout is UTF-8");
-    let stderr = String::from_utf8_lossy(&err_t.join().expect("stderr reader")).into_owned();
-    Run {
-        status: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
+    Output {
+        status,
+        stdout: out_t.join().expect("stdout reader"),
+        stderr: err_t.join().expect("stderr reader"),
     }
 }
 
