@@ -288,13 +288,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             new_job = Some(job.clone());
             job
         });
-        // RECORD: cache hit of `Q(key)`, computed by job `by`.
-        if let Claim::Hit(_, by) = &claim {
-            let reader = || job::current_job().map(|j| j.id);
-            self.engine.recorder.cache_hit(Q::NAME, reader, *by);
-        }
         match claim {
-            Claim::Hit(result, _by) => result,
+            Claim::Hit(result, by) => {
+                // RECORD: cache hit of `Q(key)`, computed by job `by`.
+                let reader = || job::current_job().map(|j| j.id);
+                self.engine.recorder.cache_hit(Q::NAME, reader, by);
+                result
+            }
             Claim::Claimed { latch } => {
                 let job = new_job.expect("claimed without a job");
                 let (result, rethrow) = self.execute::<Q>(table, &key, &job);

@@ -44,6 +44,9 @@ use super::{ExecRecord, ReadKind, ReadRecord, WaitRecord};
 pub struct Recorder {
     #[cfg(feature = "recording")]
     state: OnceLock<State>,
+    /// Set once `state` is initialized (see `state()`).
+    #[cfg(feature = "recording")]
+    on: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(feature = "recording")]
@@ -168,6 +171,11 @@ impl Recorder {
     #[cfg(feature = "recording")]
     #[inline]
     fn state(&self) -> Option<&State> {
+        // Relaxed: `on` is a hint checked first so that a recorder that is
+        // off costs one load and one branch; `get` then synchronizes.
+        if !self.on.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.state.get()
     }
 
@@ -188,6 +196,9 @@ impl Recorder {
                     inner: Mutex::new(Inner::default()),
                 }
             });
+            // Relaxed: a reader that sees `on` still synchronizes through
+            // `OnceLock::get` (see `state()`).
+            self.on.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
