@@ -42,7 +42,7 @@ const BASE_SEED: u64 = 0x5745_4654_5354_5253;
 
 /// The stress graph of `seed`: 10–80 nodes, one graph in 20 with 150–300.
 fn stress_graph(seed: u64) -> Graph {
-    if seed % 20 == 0 {
+    if seed.is_multiple_of(20) {
         Graph::generate_stress(seed, 150, 300)
     } else {
         Graph::generate_stress(seed, 10, 80)
