@@ -290,9 +290,11 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         });
         match claim {
             Claim::Hit(result, by) => {
-                // RECORD: cache hit of `Q(key)`, computed by job `by`.
-                let reader = || job::current_job().map(|j| j.id);
-                self.engine.recorder.cache_hit(Q::NAME, reader, by);
+                if self.engine.recorder.is_on() {
+                    // RECORD: cache hit of `Q(key)`, computed by job `by`.
+                    let reader = || job::current_job().map(|j| j.id);
+                    self.engine.recorder.cache_hit(Q::NAME, reader, by);
+                }
                 result
             }
             Claim::Claimed { latch } => {
@@ -319,19 +321,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         key: &Q::Key,
         job: &Arc<Job>,
     ) -> (Result<Q::Value, QueryError>, Option<Payload>) {
-        // RECORD: execution of `Q(key)` starts (job.id, parent job).
-        let parent = || job.parent.as_ref().map(|p| p.id);
-        let recorder = &self.engine.recorder;
-        let record = recorder.exec_start(job.id, Q::NAME, key, parent);
-        let outcome = {
-            let _ctx = job::enter(job);
-            let _activity = weft_runtime::set_current_activity(Q::NAME);
-            panic::catch_unwind(AssertUnwindSafe(|| {
-                weft_runtime::ensure_sufficient_stack(|| Q::compute(self, key))
-            }))
+        // One branch when recording is off: the path is then the same code
+        // as a build without the `recording` feature.
+        let outcome = if self.engine.recorder.is_on() {
+            self.run_recorded::<Q>(key, job)
+        } else {
+            self.run_provider::<Q>(key, job)
         };
-        // RECORD: execution of `Q(key)` ends.
-        recorder.exec_end(record);
         // A job on a cycle publishes its recover value however its provider
         // ended (see `cycle.rs`): membership decides, not the payload.
         let member = job.cycle.lock().clone();
@@ -370,6 +366,39 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             },
         );
         (result, rethrow)
+    }
+
+    /// Runs the provider of `Q(key)` in `job` on this stack, catching its
+    /// unwinding.
+    #[inline(always)]
+    fn run_provider<Q: Query<Db = D>>(
+        &self,
+        key: &Q::Key,
+        job: &Arc<Job>,
+    ) -> std::thread::Result<Q::Value> {
+        let _ctx = job::enter(job);
+        let _activity = weft_runtime::set_current_activity(Q::NAME);
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            weft_runtime::ensure_sufficient_stack(|| Q::compute(self, key))
+        }))
+    }
+
+    /// [`Cx::run_provider`] with the execution recorded (profiling is on).
+    #[cold]
+    #[inline(never)]
+    fn run_recorded<Q: Query<Db = D>>(
+        &self,
+        key: &Q::Key,
+        job: &Arc<Job>,
+    ) -> std::thread::Result<Q::Value> {
+        let recorder = &self.engine.recorder;
+        // RECORD: execution of `Q(key)` starts (job.id, parent job).
+        let parent = || job.parent.as_ref().map(|p| p.id);
+        let record = recorder.exec_start(job.id, Q::NAME, key, parent);
+        let outcome = self.run_provider::<Q>(key, job);
+        // RECORD: execution of `Q(key)` ends.
+        recorder.exec_end(record);
+        outcome
     }
 
     /// Waits for `Q(key)`, in progress in `owner`, after the cycle check.
