@@ -44,8 +44,8 @@ type Payload = Box<dyn Any + Send>;
 struct ErrorUnwind(QueryError);
 
 /// The unwind payload of a cycle being broken (see `cycle.rs`). Members
-/// take the cycle from their job record; the payload only carries it along.
-struct CycleUnwindPayload(#[allow(dead_code)] Arc<CycleUnwind>);
+/// take the cycle from their job record; the payload only marks the unwind.
+struct CycleUnwindPayload;
 
 /// A memo table with its types erased, for whole-engine walks.
 trait ErasedTable: Send + Sync {
@@ -341,7 +341,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
                     Err(p) => Err(panicked::<Q>(key, &*p)),
                 };
                 let entry = cycle.entries.contains(&job.id);
-                let payload = Box::new(CycleUnwindPayload(cycle)) as Box<dyn Any + Send>;
+                let payload = Box::new(CycleUnwindPayload) as Box<dyn Any + Send>;
                 (result, (!entry).then_some(payload))
             }
             (None, Ok(v)) => (Ok(v), None),
@@ -464,7 +464,7 @@ fn unwind_cycle<V>(unwind: Arc<CycleUnwind>) -> Result<V, QueryError> {
     if std::thread::panicking() {
         return Err(QueryError::Cycle(unwind.cycle.clone()));
     }
-    panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
+    panic::resume_unwind(Box::new(CycleUnwindPayload))
 }
 
 fn panicked<Q: Query>(key: &Q::Key, payload: &(dyn Any + Send)) -> QueryError {

@@ -68,12 +68,6 @@ impl FiberSet {
         }
     }
 
-    /// Number of suspended fibers.
-    #[allow(dead_code)]
-    pub(crate) fn parked(&self) -> usize {
-        self.slots.borrow().len() - self.free.borrow().len()
-    }
-
     /// Starts `task` on a new fiber and runs it until it finishes or waits.
     pub(crate) fn start(&self, worker: &WorkerThread, task: Task) {
         let stack = match worker.registry.stacks.take() {

@@ -290,19 +290,19 @@ pub(crate) struct Leaf {
     end: usize,
     /// A helper task is queued and has not started yet.
     offered: AtomicBool,
-    /// The item function and helper count of the `par_for_each` call, their
-    /// lifetime erased (see `offer_pending`).
-    run: *const (dyn Fn(usize) + Sync + 'static),
-    helpers: *const CountLatch,
-    offered_helpers: *const Mutex<Vec<Arc<AtomicBool>>>,
+    /// What the `par_for_each` call shares (item function, helper count,
+    /// offered helpers), its lifetime erased: it lives on that call's stack,
+    /// and the call waits for every helper before it returns.
+    split: *const SplitCtx<'static>,
     /// The task context the leaf started with: a helper runs its items in
     /// it, not in whatever job was current when the leaf offered them.
     ctx: crate::context::TaskContext,
 }
 
-// SAFETY: `run` is `Sync` and `helpers` is a `CountLatch` (atomics and a
-// latch); both are only dereferenced while the `par_for_each` call that owns
-// them is still waiting for its helpers (see `offer_pending`).
+// SAFETY: `split` points to a `SplitCtx` whose fields are `Sync` (an item
+// function that is `Sync`, a `CountLatch`, a mutex); it is only
+// dereferenced while the `par_for_each` call that owns it is still waiting
+// for its helpers (see `offer_pending`).
 unsafe impl Send for Leaf {}
 // SAFETY: as above; the other fields are atomics.
 unsafe impl Sync for Leaf {}
@@ -318,20 +318,12 @@ fn run_leaf(lo: usize, hi: usize, ctx: &SplitCtx<'_>) {
         (ctx.run)(lo);
         return;
     }
-    let run: *const (dyn Fn(usize) + Sync + '_) = ctx.run;
     let leaf = Arc::new(Leaf {
         next: AtomicUsize::new(lo),
         end: hi,
         offered: AtomicBool::new(false),
-        // SAFETY: only the lifetime changes; see `Leaf::run`.
-        run: unsafe {
-            std::mem::transmute::<
-                *const (dyn Fn(usize) + Sync + '_),
-                *const (dyn Fn(usize) + Sync + 'static),
-            >(run)
-        },
-        helpers: ctx.helpers,
-        offered_helpers: ctx.offered,
+        // Only the lifetime changes; see `Leaf::split`.
+        split: (ctx as *const SplitCtx<'_>).cast::<SplitCtx<'static>>(),
         ctx: crate::context::current_context(),
     });
     drain(&leaf);
@@ -356,7 +348,7 @@ fn drain(leaf: &Arc<Leaf>) {
         }
         // SAFETY: `par_for_each` is still running (it waits for every
         // helper, and this code runs inside it or inside a helper).
-        unsafe { (*leaf.run)(i) };
+        unsafe { ((*leaf.split).run)(i) };
     }
 }
 
@@ -374,13 +366,12 @@ pub(crate) fn offer_pending() {
         if leaf.offered.swap(true, Ordering::AcqRel) {
             continue;
         }
-        // SAFETY: the `par_for_each` owning `helpers` is still running: the
-        // leaf is being drained by code inside it.
-        let helpers = unsafe { &*leaf.helpers };
-        helpers.increment();
+        // SAFETY: the `par_for_each` owning the `SplitCtx` is still running:
+        // the leaf is being drained by code inside it.
+        let split = unsafe { &*leaf.split };
+        split.helpers.increment();
         let claim = Arc::new(AtomicBool::new(false));
-        // SAFETY: as for `helpers`.
-        unsafe { &*leaf.offered_helpers }.lock().push(claim.clone());
+        split.offered.lock().push(claim.clone());
         let helper = leaf.clone();
         let flag: *const AtomicBool = &*claim;
         let func = Box::new(move || {
@@ -391,8 +382,8 @@ pub(crate) fn offer_pending() {
             helper.offered.store(false, Ordering::Release);
             drain(&helper);
             // SAFETY: `par_for_each` waits for this decrement before it
-            // returns, so `helpers` is alive; this is its last use.
-            unsafe { (*helper.helpers).decrement() };
+            // returns, so its `SplitCtx` is alive; this is its last use.
+            unsafe { (*helper.split).helpers.decrement() };
         });
         // SAFETY: `flag` points into `claim`, an `Arc` the closure owns, so it
         // lives as long as the task.

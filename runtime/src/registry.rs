@@ -674,10 +674,4 @@ impl Runtime {
             Err(payload) => panic::resume_unwind(payload),
         }
     }
-
-    /// The registry, `None` in serial mode.
-    #[allow(dead_code)]
-    pub(crate) fn registry(&self) -> Option<&Arc<Registry>> {
-        self.inner.registry.as_ref()
-    }
 }

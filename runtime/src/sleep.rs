@@ -152,10 +152,4 @@ impl Sleep {
             slot.cond.notify_one();
         }
     }
-
-    /// How many workers are parked or about to park (a hint).
-    #[allow(dead_code)]
-    pub(crate) fn idle_count(&self) -> usize {
-        self.num_idle.load(Ordering::Relaxed)
-    }
 }
