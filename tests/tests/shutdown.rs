@@ -107,6 +107,16 @@ fn worker_threads() -> usize {
         .count()
 }
 
+/// Waits (at most 1 s) until no more than `n` `weft-worker` threads are
+/// listed: a joined thread's `/proc/self/task` entry can outlive the join by
+/// a moment.
+fn wait_for_worker_threads_at_most(n: usize) {
+    let started = Instant::now();
+    while worker_threads() > n && started.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// `VmSize` of this process in KiB.
 fn vm_size_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -182,7 +192,9 @@ fn build_use_drop(mode: Mode, threads: usize, work: impl FnOnce(&Runtime)) -> us
     let _lock = exclusive();
     // Warm up: thread stacks, malloc arenas, the overflow handler's alt
     // stacks, so that what stays mapped afterwards is not counted.
+    let workers_before_warm_up = worker_threads();
     drop(build(mode, threads).block_on(|| par_map(&[1, 2, 3], |_, x| x * 2)));
+    wait_for_worker_threads_at_most(workers_before_warm_up);
     let b = before();
     let rt = build(mode, threads);
     let expected_workers = if mode == Mode::Serial { 0 } else { threads };
@@ -221,10 +233,7 @@ fn build_use_drop(mode: Mode, threads: usize, work: impl FnOnce(&Runtime)) -> us
         exited, expected_workers,
         "worker threads that ended by the time drop returned"
     );
-    let started = Instant::now();
-    while worker_threads() > b.workers && started.elapsed() < Duration::from_secs(1) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_worker_threads_at_most(b.workers);
     assert_eq!(
         worker_threads(),
         b.workers,
