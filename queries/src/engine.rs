@@ -34,7 +34,7 @@ use weft_runtime::{Mode, Runtime};
 use crate::cycle::{self, CycleUnwind, Registered};
 use crate::job::{self, Job};
 use crate::memo::{Claim, Memo, MemoTable};
-use crate::profile::{Profile, Recorder};
+use crate::profile::{Profile, Recorder, WaitToken};
 use crate::{Diagnostic, Query, QueryError};
 
 /// A panic payload, as `catch_unwind` returns it.
@@ -201,27 +201,38 @@ impl<D: Send + Sync + 'static> Engine<D> {
 }
 
 impl<D: Send + Sync + 'static> EngineInner<D> {
+    /// The memo table of `Q`: a shared lock and a hash lookup by `TypeId`
+    /// (inlined into every read), created on first use.
+    #[inline(always)]
     fn table<Q: Query<Db = D>>(&self) -> &MemoTable<Q::Key, Q::Value> {
-        let id = TypeId::of::<Q>();
-        let ptr: *const Table<Q> = {
+        let found = {
             let tables = self.tables.read();
-            match tables.get(&id) {
-                Some(t) => t.as_any().downcast_ref::<Table<Q>>().expect("table type"),
-                None => {
-                    drop(tables);
-                    let mut tables = self.tables.write();
-                    let t = tables
-                        .entry(id)
-                        .or_insert_with(|| Box::new(Table::<Q>(MemoTable::new())));
-                    t.as_any().downcast_ref::<Table<Q>>().expect("table type")
-                }
-            }
+            tables
+                .get(&TypeId::of::<Q>())
+                .map(|t| t.as_any().downcast_ref::<Table<Q>>().expect("table type") as *const _)
+        };
+        // The read guard is gone: `new_table` takes the write lock.
+        let ptr: *const Table<Q> = match found {
+            Some(t) => t,
+            None => self.new_table::<Q>(),
         };
         // SAFETY: tables are boxed and never removed or replaced while the
         // engine lives (entries are only inserted), so the box's heap
         // address stays valid for `&self`'s lifetime after the lock guard
         // is dropped.
         unsafe { &(*ptr).0 }
+    }
+
+    /// The slow path of [`EngineInner::table`]: inserts `Q`'s table (once;
+    /// a racing insert finds the other's) under the write lock.
+    #[cold]
+    #[inline(never)]
+    fn new_table<Q: Query<Db = D>>(&self) -> *const Table<Q> {
+        let mut tables = self.tables.write();
+        let t = tables
+            .entry(TypeId::of::<Q>())
+            .or_insert_with(|| Box::new(Table::<Q>(MemoTable::new())));
+        t.as_any().downcast_ref::<Table<Q>>().expect("table type")
     }
 }
 
@@ -281,6 +292,30 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     /// cycle without recovery; [`QueryError::Panicked`] when its provider or
     /// one it depends on panicked.
     pub fn try_get<Q: Query<Db = D>>(&self, key: Q::Key) -> Result<Q::Value, QueryError> {
+        self.try_get_with::<Q, false>(key)
+    }
+
+    /// [`Cx::try_get`] with recording on; out of line and cold so that the
+    /// instance without recording stays as small as it can be.
+    #[cold]
+    #[inline(never)]
+    fn try_get_recorded<Q: Query<Db = D>>(&self, key: Q::Key) -> Result<Q::Value, QueryError> {
+        self.try_get_with::<Q, true>(key)
+    }
+
+    /// The body of [`Cx::try_get`]; `RECORD` selects, at compile time,
+    /// whether the recording hooks are there. Recording that is off costs
+    /// the one load and branch on top: the rest of the `RECORD = false`
+    /// instance is the code of a build without the `recording` feature. A
+    /// read that started before `enable_recording` stays unrecorded; the
+    /// reads it makes are recorded (as top-level reads).
+    fn try_get_with<Q: Query<Db = D>, const RECORD: bool>(
+        &self,
+        key: Q::Key,
+    ) -> Result<Q::Value, QueryError> {
+        if !RECORD && self.engine.recorder.is_on() {
+            return self.try_get_recorded::<Q>(key);
+        }
         let table = self.engine.table::<Q>();
         let mut new_job = None;
         let claim = table.claim(&key, || {
@@ -288,18 +323,17 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             new_job = Some(job.clone());
             job
         });
-        match claim {
-            Claim::Hit(result, by) => {
-                if self.engine.recorder.is_on() {
-                    // RECORD: cache hit of `Q(key)`, computed by job `by`.
-                    let reader = || job::current_job().map(|j| j.id);
-                    self.engine.recorder.cache_hit(Q::NAME, reader, by);
-                }
-                result
+        if RECORD {
+            if let Claim::Hit(_, by) = &claim {
+                // RECORD: cache hit of `Q(key)`, computed by job `by`.
+                record_hit(&self.engine.recorder, Q::NAME, *by);
             }
+        }
+        match claim {
+            Claim::Hit(result, _) => result,
             Claim::Claimed { latch } => {
                 let job = new_job.expect("claimed without a job");
-                let (result, rethrow) = self.execute::<Q>(table, &key, &job);
+                let (result, rethrow) = self.execute::<Q, RECORD>(table, &key, &job);
                 latch.set();
                 match rethrow {
                     // Never unwind while the thread is already unwinding
@@ -308,22 +342,20 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
                     _ => result,
                 }
             }
-            Claim::Running { owner, latch } => self.wait::<Q>(table, &key, &owner, &latch),
+            Claim::Running { owner, latch } => self.wait::<Q, RECORD>(table, &key, &owner, &latch),
         }
     }
 
     /// Runs the provider of a claimed key in `job` and publishes the result.
     /// Returns the result, and the payload to keep unwinding with when a
     /// cycle is being broken and this job is not its entry.
-    fn execute<Q: Query<Db = D>>(
+    fn execute<Q: Query<Db = D>, const RECORD: bool>(
         &self,
         table: &MemoTable<Q::Key, Q::Value>,
         key: &Q::Key,
         job: &Arc<Job>,
     ) -> (Result<Q::Value, QueryError>, Option<Payload>) {
-        // One branch when recording is off: the path is then the same code
-        // as a build without the `recording` feature.
-        let outcome = if self.engine.recorder.is_on() {
+        let outcome = if RECORD {
             self.run_recorded::<Q>(key, job)
         } else {
             self.run_provider::<Q>(key, job)
@@ -402,7 +434,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     }
 
     /// Waits for `Q(key)`, in progress in `owner`, after the cycle check.
-    fn wait<Q: Query<Db = D>>(
+    fn wait<Q: Query<Db = D>, const RECORD: bool>(
         &self,
         table: &MemoTable<Q::Key, Q::Value>,
         key: &Q::Key,
@@ -425,12 +457,14 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
                 Q::NAME
             );
         }
+        let recorder = &self.engine.recorder;
         // RECORD: wait on job `owner.id` starts.
-        let waiting = || job::current_job().map(|j| j.id);
-        let record = self.engine.recorder.wait_start(waiting, owner.id);
+        let record = RECORD.then(|| record_wait_start(recorder, owner.id));
         latch.wait();
-        // RECORD: wait ends.
-        self.engine.recorder.wait_end(record);
+        if let Some(record) = record {
+            // RECORD: wait ends.
+            recorder.wait_end(record);
+        }
         if let Some(waiter) = &waiter {
             if let Some(unwind) = cycle::unregister(waiter) {
                 return unwind_cycle(unwind);
@@ -453,6 +487,22 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             None => self.engine.top_diagnostics.lock().push(diagnostic),
         }
     }
+}
+
+/// Records a cache hit by the current job (recording is on). Out of line
+/// and cold: the recorded instance of `try_get` stays small too.
+#[cold]
+#[inline(never)]
+fn record_hit(recorder: &Recorder, query: &'static str, by: u64) {
+    recorder.cache_hit(query, || job::current_job().map(|j| j.id), by);
+}
+
+/// Records the start of a wait of the current job on job `on` (recording
+/// is on); out of line, as [`record_hit`].
+#[cold]
+#[inline(never)]
+fn record_wait_start(recorder: &Recorder, on: u64) -> WaitToken {
+    recorder.wait_start(|| job::current_job().map(|j| j.id), on)
 }
 
 /// Breaks a cycle from the code that closed it (or a waiter on it): unwinds

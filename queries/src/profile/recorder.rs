@@ -1,8 +1,10 @@
 //! The [`Recorder`]: what the engine calls at the start and end of every
 //! execution, at every cache hit and around every wait.
 //!
-//! Off (the default), every method is one load and one branch; without the
-//! `recording` cargo feature every method is empty and compiles away. On,
+//! Off (the default), every method is one load and one branch, and the
+//! engine checks [`Recorder::is_on`] once per read, before it enters an
+//! instance of `Cx::try_get` with no hooks at all; without the `recording`
+//! cargo feature every method is empty and compiles away. On,
 //! each call takes one mutex; the figures are in `bench/README.md`.
 //!
 //! # How self time is measured
@@ -202,12 +204,14 @@ impl Recorder {
         }
     }
 
-    /// Whether recording is on.
+    /// Whether recording is on: one relaxed load (a hint; each hook then
+    /// synchronizes through the state's `OnceLock`). Check it before calling
+    /// a hook from a hot path, and keep the hook's call out of line.
     #[inline]
     pub fn is_on(&self) -> bool {
         #[cfg(feature = "recording")]
         {
-            self.state().is_some()
+            self.on.load(std::sync::atomic::Ordering::Relaxed)
         }
         #[cfg(not(feature = "recording"))]
         {
