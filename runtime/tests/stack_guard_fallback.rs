@@ -9,6 +9,8 @@
 #[path = "../src/stack.rs"]
 mod stack;
 
+mod common;
+
 use stack::StackPool;
 
 fn map_count() -> usize {
@@ -16,16 +18,6 @@ fn map_count() -> usize {
         .unwrap()
         .lines()
         .count()
-}
-
-#[inline(never)]
-fn recurse_forever(n: u64) -> u64 {
-    let frame = [n; 32];
-    let first = std::hint::black_box(&frame)[0];
-    if std::hint::black_box(n) == u64::MAX {
-        return first;
-    }
-    recurse_forever(n + 1).wrapping_add(first)
 }
 
 #[test]
@@ -42,7 +34,7 @@ fn mprotect_fallback_guards_and_reports() {
             let mut fiber =
                 corosensei::Coroutine::with_stack(stack, |_: &corosensei::Yielder<(), ()>, ()| {
                     let _label = stack::set_current_activity("def_map(core)");
-                    recurse_forever(0)
+                    common::recurse_forever(0)
                 });
             let _bounds = stack::StackBoundsGuard::enter_fiber(&mut state);
             let _ = fiber.resume(());
@@ -61,15 +53,11 @@ fn mprotect_fallback_guards_and_reports() {
 
     #[cfg(feature = "fibers")]
     {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "mprotect_fallback_guards_and_reports",
-                "--nocapture",
-            ])
-            .env("WEFT_FALLBACK_CHILD", "1")
-            .output()
-            .unwrap();
+        let out = common::run_child(
+            "mprotect_fallback_guards_and_reports",
+            "WEFT_FALLBACK_CHILD",
+            "1",
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(134), "{stderr}");
         assert!(

@@ -11,34 +11,16 @@
 #[path = "../src/stack.rs"]
 mod stack;
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+use common::recurse_forever;
 
 const CHILD_ENV: &str = "WEFT_OVERFLOW_CHILD";
 
-/// Recurses until the stack runs out (no `ensure_sufficient_stack`).
-#[inline(never)]
-fn recurse_forever(n: u64) -> u64 {
-    let frame = [n; 32];
-    let first = std::hint::black_box(&frame)[0];
-    if std::hint::black_box(n) == u64::MAX {
-        return first;
-    }
-    recurse_forever(n + 1).wrapping_add(first)
-}
-
 fn run_child(scenario: &str) -> Output {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, scenario)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    eprintln!(
-        "child {scenario}: {:?}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::run_child("child_entry", CHILD_ENV, scenario)
 }
 
 /// The child side; does nothing unless started by one of the tests below.

@@ -8,7 +8,11 @@
 //! stacks); without it only the overflow scenarios run.
 #![cfg_attr(not(feature = "fibers"), allow(dead_code, unused_imports))]
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+use common::recurse_forever;
 
 use weft_runtime::{
     ensure_sufficient_stack, join, par_map, remaining_stack, set_current_activity, Jobserver,
@@ -112,15 +116,6 @@ fn child_entry() {
     let Ok(mode) = std::env::var(CHILD_ENV) else {
         return;
     };
-    #[inline(never)]
-    fn recurse_forever(n: u64) -> u64 {
-        let frame = [n; 32];
-        let first = std::hint::black_box(&frame)[0];
-        if std::hint::black_box(n) == u64::MAX {
-            return first;
-        }
-        recurse_forever(n + 1).wrapping_add(first)
-    }
     let rt = Runtime::builder()
         .mode(mode.parse().unwrap())
         .threads(2)
@@ -137,18 +132,7 @@ fn child_entry() {
 }
 
 fn run_child(mode: Mode) -> Output {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, mode.to_string())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    eprintln!(
-        "child {mode}: {:?}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::run_child("child_entry", CHILD_ENV, &mode.to_string())
 }
 
 #[cfg(feature = "fibers")]

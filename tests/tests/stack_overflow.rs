@@ -13,24 +13,18 @@
 //!  assert status and stderr  ◀──────  exit
 //! ```
 
-use std::process::{Command, Output};
+#[path = "../../runtime/tests/common/mod.rs"]
+mod common;
+
+use std::process::Output;
+
+use common::recurse_forever;
 
 use weft_queries::{Cx, Engine, Query};
 use weft_runtime::Mode;
 use weft_tests::runtime;
 
 const CHILD_ENV: &str = "WEFT_OVERFLOW_MODE";
-
-/// Recurses until the stack runs out (no `ensure_sufficient_stack`).
-#[inline(never)]
-fn recurse_forever(n: u64) -> u64 {
-    let frame = [n; 32];
-    let first = std::hint::black_box(&frame)[0];
-    if std::hint::black_box(n) == u64::MAX {
-        return first;
-    }
-    recurse_forever(n + 1).wrapping_add(first)
-}
 
 struct Runaway;
 
@@ -58,18 +52,7 @@ fn child_entry() {
 }
 
 fn run_child(mode: Mode) -> Output {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, mode.to_string())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    eprintln!(
-        "child {mode}: {:?}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::run_child("child_entry", CHILD_ENV, &mode.to_string())
 }
 
 #[cfg(feature = "fibers")]
