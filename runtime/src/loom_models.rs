@@ -154,38 +154,32 @@ fn loom_owner_panics_while_waited_on() {
     });
 }
 
-#[test]
-fn loom_sleep_new_work_race() {
-    model(|| {
-        let sleep = Arc::new(Sleep::new(1));
-        let queue = Arc::new(AtomicUsize::new(0));
-        let (s, q) = (sleep.clone(), queue.clone());
+/// Worker `index` of `workers` parks until a counter is non-zero; the main
+/// thread increments it and then calls `wake`. Every interleaving must end
+/// with the worker out of `park` (no lost wake-up).
+fn park_wake_race(workers: usize, index: usize, wake: fn(&Sleep)) {
+    model(move || {
+        let sleep = Arc::new(Sleep::new(workers));
+        let work = Arc::new(AtomicUsize::new(0));
+        let (s, w) = (sleep.clone(), work.clone());
         let worker = thread::spawn(move || loop {
-            if q.load(Ordering::SeqCst) > 0 {
+            if w.load(Ordering::SeqCst) > 0 {
                 return;
             }
-            s.park(0, || q.load(Ordering::SeqCst) > 0);
+            s.park(index, || w.load(Ordering::SeqCst) > 0);
         });
-        queue.fetch_add(1, Ordering::SeqCst);
-        sleep.notify_new_work();
+        work.fetch_add(1, Ordering::SeqCst);
+        wake(&sleep);
         worker.join().unwrap();
     });
 }
 
 #[test]
+fn loom_sleep_new_work_race() {
+    park_wake_race(1, 0, Sleep::notify_new_work);
+}
+
+#[test]
 fn loom_sleep_targeted_wake_race() {
-    model(|| {
-        let sleep = Arc::new(Sleep::new(2));
-        let mailbox = Arc::new(AtomicUsize::new(0));
-        let (s, m) = (sleep.clone(), mailbox.clone());
-        let worker = thread::spawn(move || loop {
-            if m.load(Ordering::SeqCst) > 0 {
-                return;
-            }
-            s.park(1, || m.load(Ordering::SeqCst) > 0);
-        });
-        mailbox.fetch_add(1, Ordering::SeqCst);
-        sleep.notify_worker(1);
-        worker.join().unwrap();
-    });
+    park_wake_race(2, 1, |sleep| sleep.notify_worker(1));
 }
