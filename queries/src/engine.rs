@@ -31,8 +31,9 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use weft_runtime::{Mode, Runtime};
 
-use crate::cycle::{self, CycleUnwind, Registered};
+use crate::cycle::{self, CycleUnwind};
 use crate::job::{self, Job};
+use crate::wait_graph::{self, Published};
 use crate::memo::{Claim, Memo, MemoTable};
 use crate::profile::{Profile, Recorder, WaitToken};
 use crate::{Diagnostic, Query, QueryError};
@@ -43,9 +44,9 @@ type Payload = Box<dyn Any + Send>;
 /// The unwind payload of a failed `Cx::get` (see the module doc).
 struct ErrorUnwind(QueryError);
 
-/// The unwind payload of a cycle being broken (see `cycle.rs`). Members
-/// take the cycle from their job record; the payload only marks the unwind.
-struct CycleUnwindPayload;
+/// The unwind payload of a cycle being broken (see `cycle.rs`): the cycle
+/// it breaks, shared with the member jobs' records.
+struct CycleUnwindPayload(Arc<CycleUnwind>);
 
 /// A memo table with its types erased, for whole-engine walks.
 trait ErasedTable: Send + Sync {
@@ -319,7 +320,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         let table = self.engine.table::<Q>();
         let mut new_job = None;
         let claim = table.claim(&key, || {
-            let job = Job::new(Q::NAME, Box::new(key.clone()), job::current_job());
+            let job = Job::start(Q::NAME, Box::new(key.clone()));
             new_job = Some(job.clone());
             job
         });
@@ -360,34 +361,38 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         } else {
             self.run_provider::<Q>(key, job)
         };
-        // A job on a cycle publishes its recover value however its provider
-        // ended (see `cycle.rs`): membership decides, not the payload.
-        let member = job.cycle.lock().clone();
-        let (result, rethrow) = match (member, outcome) {
-            (Some(cycle), _) => {
-                let recovered =
-                    panic::catch_unwind(AssertUnwindSafe(|| Q::recover(self, &cycle.cycle, key)));
-                let result = match recovered {
-                    Ok(Some(v)) => Ok(v),
-                    Ok(None) => Err(QueryError::Cycle(cycle.cycle.clone())),
-                    Err(p) => Err(panicked::<Q>(key, &*p)),
-                };
-                let entry = cycle.entries.contains(&job.id);
-                let payload = Box::new(CycleUnwindPayload) as Box<dyn Any + Send>;
-                (result, (!entry).then_some(payload))
+        // The outcome rule of `cycle.rs`: the payload that reached the
+        // provider decides; membership decides only when nothing did.
+        let cycles = job.cycles.lock().clone();
+        let recover = |unwind: &CycleUnwind| {
+            let recovered =
+                panic::catch_unwind(AssertUnwindSafe(|| Q::recover(self, &unwind.cycle, key)));
+            match recovered {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(QueryError::Cycle(unwind.cycle.clone())),
+                Err(p) => Err(panicked::<Q>(key, &*p)),
             }
-            (None, Ok(v)) => (Ok(v), None),
-            (None, Err(payload)) => match payload.downcast::<ErrorUnwind>() {
-                Ok(e) => (Err(e.0), None),
-                Err(payload) => {
-                    if payload.is::<CycleUnwindPayload>() {
-                        // Only members see a cycle's unwind; reaching here is a bug.
-                        panic!("weft: internal error: cycle unwind reached {}({key:?}), not on the cycle", Q::NAME);
-                    }
-                    (Err(panicked::<Q>(key, &*payload)), None)
-                }
+        };
+        let result = match outcome {
+            Ok(v) => match cycles.iter().min_by(|a, b| a.cycle.cmp(&b.cycle)) {
+                Some(unwind) => recover(unwind),
+                None => Ok(v),
+            },
+            Err(payload) => match payload.downcast::<CycleUnwindPayload>() {
+                Ok(unwind) => recover(&unwind.0),
+                Err(payload) => match payload.downcast::<ErrorUnwind>() {
+                    Ok(e) => Err(e.0),
+                    Err(payload) => Err(panicked::<Q>(key, &*payload)),
+                },
             },
         };
+        // A member that is not an entry of one of its cycles keeps
+        // unwinding with it: its caller is on that cycle too.
+        let rethrow = cycles
+            .iter()
+            .filter(|unwind| !unwind.is_entry(job.id))
+            .min_by(|a, b| a.cycle.cmp(&b.cycle))
+            .map(|unwind| Box::new(CycleUnwindPayload(unwind.clone())) as Payload);
         let diagnostics = std::mem::take(&mut *job.diagnostics.lock());
         table.publish(
             key,
@@ -397,6 +402,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
                 job: job.id,
             },
         );
+        job.finish();
         (result, rethrow)
     }
 
@@ -442,21 +448,17 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         latch: &weft_runtime::Latch,
     ) -> Result<Q::Value, QueryError> {
         let waiter = match job::current_job() {
-            Some(leaf) => match cycle::register(&leaf, owner) {
-                Registered::Cycle(unwind) => return unwind_cycle(unwind),
-                Registered::Waiting(w) => Some(w),
+            Some(leaf) => match wait_graph::publish(&leaf, owner) {
+                Published::Cycle(path) => return unwind_cycle(cycle::break_cycle(path)),
+                Published::Waiting(w) => Some(w),
             },
             // Top level: nobody can be waiting on us, so no cycle.
             None => None,
         };
-        if self.mode() == Mode::Serial && !latch.probe() {
-            // In serial mode everything in progress is on this stack, so an
-            // in-progress key is always a cycle, found above.
-            panic!(
-                "weft: internal error: serial mode would wait on {}({key:?})",
-                Q::NAME
-            );
-        }
+        // In serial mode a key in progress on this thread is an ancestor,
+        // hence a cycle, found above; one in progress here is another OS
+        // thread's (several threads may share a serial engine): block for
+        // it, as threads mode does.
         let recorder = &self.engine.recorder;
         // RECORD: wait on job `owner.id` starts.
         let record = RECORD.then(|| record_wait_start(recorder, owner.id));
@@ -466,7 +468,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             recorder.wait_end(record);
         }
         if let Some(waiter) = &waiter {
-            if let Some(unwind) = cycle::unregister(waiter) {
+            if let Some(unwind) = wait_graph::withdraw(waiter) {
                 return unwind_cycle(unwind);
             }
         }
@@ -514,7 +516,7 @@ fn unwind_cycle<V>(unwind: Arc<CycleUnwind>) -> Result<V, QueryError> {
     if std::thread::panicking() {
         return Err(QueryError::Cycle(unwind.cycle.clone()));
     }
-    panic::resume_unwind(Box::new(CycleUnwindPayload))
+    panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
 }
 
 fn panicked<Q: Query>(key: &Q::Key, payload: &(dyn Any + Send)) -> QueryError {

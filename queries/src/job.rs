@@ -1,20 +1,29 @@
-//! Jobs: one record per query execution, linked to the job it runs for.
+//! Jobs: one record per query execution, linked to the job it runs for and
+//! placed on the strand that runs it.
 //!
 //! A job's identity is a wide, process-unique id (never a `ThreadId`: one
-//! worker thread runs many fibers and many jobs over its life). Its `parent`
-//! is the job that was current when it started: the caller on the same
-//! stack, or, for a task forked by `join`/`par_for_each`/`scope`, the job
-//! that forked it (the runtime's task context carries it across). So a child
-//! task that asks for a query still running in its parent finds the parent
-//! among its ancestors: a cycle, not a deadlock.
+//! worker thread runs many fibers, and many jobs, over its life). Its
+//! `parent` is the job that was current when it started: the caller on the
+//! same stack, or, for a task forked by `join`/`par_for_each`/`scope`, the
+//! job that forked it (the runtime's task context carries it across). So a
+//! child task that asks for a query still running in its parent finds the
+//! parent among its ancestors: a cycle, not a deadlock.
+//!
+//! A job also knows its *place*: the strand record it runs on and its depth
+//! there (`wait_graph.rs`). A job started on the runtime strand of its
+//! parent nests on the parent's record, one deeper; a job started on
+//! another strand (a forked task) roots a new record, registered with the
+//! parent's. Computing the place is O(1): nothing walks the job chain.
 
 use std::any::Any;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::cycle::CycleUnwind;
+use crate::wait_graph::StrandRec;
 use crate::Diagnostic;
 
 /// Process-wide job ids; 64 bits never wrap in practice.
@@ -26,36 +35,61 @@ pub(crate) struct Job {
     pub(crate) query: &'static str,
     pub(crate) key: Box<dyn Debug + Send + Sync>,
     pub(crate) parent: Option<Arc<Job>>,
+    /// The strand record this job runs on (`wait_graph.rs`).
+    pub(crate) strand: Arc<StrandRec>,
+    /// Position on `strand`: 0 for the record's root job, +1 per nested job.
+    pub(crate) depth: usize,
+    /// Set once the job's result is published (before its latch is set).
+    /// `Release`/`Acquire`: a search that sees `false` after seeing the
+    /// job as an owner knows its waiters are still waiting.
+    done: AtomicBool,
     /// Diagnostics emitted while this job (or a task it forked) ran.
     pub(crate) diagnostics: Mutex<Vec<Diagnostic>>,
-    /// Set (once) when this job is found on a dependency cycle: its result
-    /// is then its `recover` value (or `Cycle`), however its provider ends.
-    pub(crate) cycle: Mutex<Option<Arc<crate::cycle::CycleUnwind>>>,
-    /// The waiters whose leaf is this job or a descendant (see `cycle.rs`).
-    pub(crate) blocked_under: Mutex<Vec<Arc<crate::cycle::Waiter>>>,
+    /// The cycles found through this job (`cycle.rs`): shared, one `Arc`
+    /// per cycle however many members it has.
+    pub(crate) cycles: Mutex<Vec<Arc<CycleUnwind>>>,
 }
 
 impl Job {
-    pub(crate) fn new(
-        query: &'static str,
-        key: Box<dyn Debug + Send + Sync>,
-        parent: Option<Arc<Job>>,
-    ) -> Arc<Job> {
+    /// A job for `query(key)` started by the code running now: its parent
+    /// is the current job, its place is computed from the current strand.
+    pub(crate) fn start(query: &'static str, key: Box<dyn Debug + Send + Sync>) -> Arc<Job> {
+        let parent = current_job();
+        let (strand, depth) = StrandRec::place_new_job(parent.as_ref());
         Arc::new(Job {
             // Relaxed: only uniqueness is needed.
             id: NEXT_JOB.fetch_add(1, Ordering::Relaxed),
             query,
             key,
             parent,
+            strand,
+            depth,
+            done: AtomicBool::new(false),
             diagnostics: Mutex::new(Vec::new()),
-            cycle: Mutex::new(None),
-            blocked_under: Mutex::new(Vec::new()),
+            cycles: Mutex::new(Vec::new()),
         })
     }
 
     /// `query(key)` for reports.
     pub(crate) fn key_string(&self) -> String {
         format!("{:?}", self.key)
+    }
+
+    /// Whether the job's result is published.
+    pub(crate) fn is_done(&self) -> bool {
+        // Acquire: pairs with `finish`.
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Marks the job finished (its result is published; the latch is set
+    /// next) and, for the root job of a forked record, takes that record
+    /// off its parent's list.
+    pub(crate) fn finish(&self) {
+        // Release: the published memo happens before `done` is seen.
+        self.done.store(true, Ordering::Release);
+        if self.depth == 0 {
+            self.strand.end();
+        }
     }
 
     /// This job and its ancestors, innermost first.

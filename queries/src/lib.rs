@@ -5,8 +5,10 @@
 //! Modules, one protocol each:
 //! - `query`: the [`Query`] trait;
 //! - `memo`: sharded memo tables and the claim protocol;
-//! - `job`: job records, parents across forks;
-//! - `cycle`: the wait-for graph, eager detection, canonical [`Cycle`]s;
+//! - `job`: job records, parents across forks, places on strands;
+//! - `wait_graph`: who waits for whom (parallel children included), the
+//!   eager cycle search and its proof;
+//! - `cycle`: canonical [`Cycle`]s, breaking a cycle, each member's outcome;
 //! - `engine`: [`Engine`] and [`Cx`]: claim, compute, publish, wait;
 //! - `diagnostic`: [`Diagnostic`]s buffered per query.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -19,6 +21,7 @@ mod job;
 mod memo;
 pub mod profile;
 mod query;
+mod wait_graph;
 
 pub use cycle::{Cycle, CycleFrame};
 pub use diagnostic::{Diagnostic, Severity};

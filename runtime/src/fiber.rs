@@ -163,6 +163,7 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     PENDING.with(|p| *p.borrow_mut() = Some(latch.clone()));
     YIELDER.with(|y| y.set(std::ptr::null()));
     let ctx = replace_context(None);
+    let strand_id = crate::context::replace_strand(0);
     let leaves = crate::join::take_leaves();
     let strand = crate::trace::switch_out();
     let guard = AbortOnUnwind("a fiber switch unwound");
@@ -174,6 +175,7 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     std::mem::forget(guard);
     crate::trace::switch_in(strand);
     crate::join::restore_leaves(leaves);
+    crate::context::replace_strand(strand_id);
     replace_context(ctx);
     YIELDER.with(|y| y.set(yielder));
     true

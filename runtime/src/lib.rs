@@ -39,7 +39,7 @@ mod sync;
 pub mod trace;
 mod worker_local;
 
-pub use context::{current_context, replace_context, ContextGuard, TaskContext};
+pub use context::{current_context, current_strand, replace_context, ContextGuard, TaskContext};
 pub use jobserver::Jobserver;
 pub use join::{join, par_for_each, par_map, scope, Scope};
 pub use latch::Latch;

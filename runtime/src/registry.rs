@@ -99,6 +99,7 @@ impl Task {
     /// through the scheduler (as rayon's `AbortIfPanic`).
     pub(crate) fn run(self) {
         let _ctx = ContextGuard::enter(self.ctx);
+        let _strand_id = crate::context::StrandGuard::fresh();
         let _strand = crate::trace::enter_task();
         let guard = AbortOnUnwind("a task unwound into the scheduler");
         (self.func)();
@@ -633,6 +634,9 @@ impl Runtime {
     /// A panic in `f` is resumed on the caller.
     pub fn block_on<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         let Some(reg) = &self.inner.registry else {
+            // A serial `block_on` is a strand of its own, unless it is nested
+            // in one on this thread (then it runs on the caller's stack).
+            let _strand = (SERIAL.with(Cell::get) == 0).then(crate::context::StrandGuard::fresh);
             SERIAL.with(|s| s.set(s.get() + 1));
             struct Leave;
             impl Drop for Leave {
