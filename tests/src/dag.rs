@@ -14,16 +14,32 @@
 //! nodes, so that others really wait on them). A node's value combines its
 //! index and its dependencies' values (FNV hash).
 //!
-//! Cycles are injected as *gadgets*: `k` (1–3) consecutive nodes `g..g+k`
-//! where each member's last dependency is the next member (the last one's is
-//! `g`), and whose other dependencies all lie after the gadget. So every
-//! strongly connected component is one simple cycle, whose canonical report
-//! does not depend on where it was entered; graphs with overlapping cycles
-//! are not generated, since which of two overlapping cycles is found first
-//! may legitimately depend on timing.
+//! Cycles are injected as *flowers*: a block of consecutive nodes, a
+//! *center* `c` and 1–3 *petals*, each a chain of 0–2 further nodes that
+//! leads from `c` back to `c` (a petal of length 0 is `c` reading itself).
+//! The center reads the first node of every petal; each petal node reads
+//! the next one, the last reads `c`; these cycle edges sit at random places
+//! among the node's other dependencies, which all lie after the block. A
+//! flower of one petal is a ring (`g → g+1 → … → g`); one of several is the
+//! shape compilers meet when a query reads its children in parallel and
+//! several of them lead back to it (`na` reads `nb(0..4)`, each `nb(i)`
+//! reads `na`). Every read lies on at most one cycle, so which cycle a query
+//! meets through a read does not depend on timing, and serial mode's
+//! results are the reference; where one read lies on several cycles which
+//! closes first may legitimately depend on timing, and such graphs are not
+//! generated.
+//!
+//! A node reads its dependencies in one of four ways ([`Reads`]): one by
+//! one, all at once with `par_map`, in two halves with `join`, or with a
+//! `par_map` over pairs that each `par_map` again — so cycles close through
+//! parallel children, stolen or not, nested, on other workers or on
+//! suspended fibers.
 //!
 //! [`Graph::generate`] makes the small graphs of `random_dags.rs` (5–30
-//! nodes, up to 3 dependencies each). [`Graph::generate_stress`] makes
+//! nodes, up to 3 dependencies each, rings only).
+//! [`Graph::generate_parallel`] makes the small compiler-shaped graphs of
+//! `parallel_cycles.rs`: flowers, most reads parallel, every node asked for
+//! at once. [`Graph::generate_stress`] makes
 //! larger and deeper ones whose shape knobs are drawn per graph: long chains,
 //! a few slow *hubs* that many nodes depend on (many tasks waiting on the
 //! same slow query), and wide `par_map` fan-outs.
@@ -42,9 +58,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weft_queries::{Cx, Cycle, Engine, Query, QueryError};
-use weft_runtime::{par_map, Runtime};
+use weft_runtime::{join, par_map, Mode, Runtime};
 
-use crate::{inject_panic, Config};
+use crate::{inject_panic, modes, panic_message, runtime, try_with_timeout, Config};
 
 /// How a node fetches one dependency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +80,30 @@ pub enum PanicAt {
     After,
 }
 
+/// How a node reads its dependencies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// One by one, in order.
+    Seq,
+    /// All at once with `par_map`.
+    Par,
+    /// The first half and the second half (each in order) with `join`.
+    Join,
+    /// A `par_map` over pairs of dependencies, each pair read with
+    /// `par_map` again.
+    Nested,
+}
+
+/// A cycle gadget: a center and petals of nodes leading back to it (see
+/// the module doc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flower {
+    /// The center node.
+    pub center: u32,
+    /// Each petal's nodes, in cycle order (may be empty: a self-read).
+    pub petals: Vec<Vec<u32>>,
+}
+
 /// One node of a [`Graph`].
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
@@ -73,8 +113,8 @@ pub struct NodeSpec {
     pub panic: Option<PanicAt>,
     /// Whether the node has a `recover` value (used when it is on a cycle).
     pub recovers: bool,
-    /// Fetch the dependencies with `par_map` instead of one by one.
-    pub par: bool,
+    /// How the dependencies are read.
+    pub reads: Reads,
     /// Microseconds the provider busy-spins after fetching its dependencies
     /// (0 for most nodes): keeps the node in progress while others ask.
     pub spin_us: u32,
@@ -85,8 +125,8 @@ pub struct NodeSpec {
 pub struct Graph {
     /// The nodes, by index.
     pub nodes: Vec<NodeSpec>,
-    /// `(first node, length)` of each cycle gadget.
-    pub gadgets: Vec<(u32, u32)>,
+    /// The cycle gadgets.
+    pub flowers: Vec<Flower>,
     /// Ask the nodes from the top with `par_map` instead of one by one.
     pub top_par: bool,
     /// Ask the nodes from the top in reverse index order.
@@ -123,17 +163,32 @@ impl Rng {
     }
 }
 
-/// Lays out cycle gadgets over `n` nodes: returns `block_end` (for each
-/// node, the first index after its gadget, or `u + 1` for a plain node) and
-/// the gadgets.
-fn layout(rng: &mut Rng, n: u32, gadget_percent: u64) -> (Vec<u32>, Vec<(u32, u32)>) {
+/// Lays out flowers over `n` nodes: returns `block_end` (for each node,
+/// the first index after its block, or `u + 1` for a plain node) and the
+/// flowers. `max_petals` is 1 for plain rings.
+fn layout(rng: &mut Rng, n: u32, gadget_percent: u64, max_petals: u64) -> (Vec<u32>, Vec<Flower>) {
     let mut block_end = vec![0u32; n as usize];
-    let mut gadgets = Vec::new();
+    let mut flowers = Vec::new();
     let mut u = 0;
     while u < n {
-        let k = 1 + rng.below(3) as u32;
+        let petals: Vec<u32> = if max_petals == 1 {
+            // A ring of 1–3 nodes: one petal of 0–2.
+            vec![rng.below(3) as u32]
+        } else {
+            (0..rng.range(1, max_petals)).map(|_| rng.below(3) as u32).collect()
+        };
+        let k = 1 + petals.iter().sum::<u32>();
         if u + k <= n && rng.chance(gadget_percent) {
-            gadgets.push((u, k));
+            let mut next = u + 1;
+            let petals = petals
+                .iter()
+                .map(|&len| {
+                    let p: Vec<u32> = (next..next + len).collect();
+                    next += len;
+                    p
+                })
+                .collect();
+            flowers.push(Flower { center: u, petals });
             for m in u..u + k {
                 block_end[m as usize] = u + k;
             }
@@ -143,7 +198,18 @@ fn layout(rng: &mut Rng, n: u32, gadget_percent: u64) -> (Vec<u32>, Vec<(u32, u3
             u += 1;
         }
     }
-    (block_end, gadgets)
+    (block_end, flowers)
+}
+
+fn random_reads(rng: &mut Rng, par_percent: u64) -> Reads {
+    if !rng.chance(par_percent) {
+        return Reads::Seq;
+    }
+    match rng.below(4) {
+        0 | 1 => Reads::Par,
+        2 => Reads::Join,
+        _ => Reads::Nested,
+    }
 }
 
 fn random_fetch(rng: &mut Rng) -> Fetch {
@@ -162,13 +228,22 @@ fn random_panic(rng: &mut Rng) -> Option<PanicAt> {
     }
 }
 
-/// Closes every gadget: each member's last dependency is the next member.
-fn close_gadgets(rng: &mut Rng, nodes: &mut [NodeSpec], gadgets: &[(u32, u32)]) {
-    for &(g, k) in gadgets {
-        for m in g..g + k {
-            let next = if m + 1 == g + k { g } else { m + 1 };
-            let fetch = random_fetch(rng);
-            nodes[m as usize].deps.push((next, fetch));
+/// Closes every flower: the center reads each petal's first node (itself
+/// for an empty petal), each petal node the next, the last the center;
+/// each cycle edge goes to a random place among the node's dependencies.
+fn close_flowers(rng: &mut Rng, nodes: &mut [NodeSpec], flowers: &[Flower]) {
+    let mut add = |rng: &mut Rng, from: u32, to: u32| {
+        let fetch = random_fetch(rng);
+        let deps = &mut nodes[from as usize].deps;
+        let at = rng.below(deps.len() as u64 + 1) as usize;
+        deps.insert(at, (to, fetch));
+    };
+    for f in flowers {
+        for petal in &f.petals {
+            add(rng, f.center, petal.first().copied().unwrap_or(f.center));
+            for (i, &m) in petal.iter().enumerate() {
+                add(rng, m, petal.get(i + 1).copied().unwrap_or(f.center));
+            }
         }
     }
 }
@@ -179,7 +254,7 @@ impl Graph {
     pub fn generate(seed: u64, n: usize) -> Graph {
         let mut rng = Rng(seed);
         let n = n as u32;
-        let (block_end, gadgets) = layout(&mut rng, n, 12);
+        let (block_end, flowers) = layout(&mut rng, n, 12, 1);
         let mut nodes: Vec<NodeSpec> = (0..n)
             .map(|u| {
                 let lo = block_end[u as usize];
@@ -195,16 +270,56 @@ impl Graph {
                     deps,
                     panic,
                     recovers: rng.chance(30),
-                    par: rng.chance(30),
+                    reads: if rng.chance(30) { Reads::Par } else { Reads::Seq },
                     spin_us: 0,
                 }
             })
             .collect();
-        close_gadgets(&mut rng, &mut nodes, &gadgets);
+        close_flowers(&mut rng, &mut nodes, &flowers);
         Graph {
             nodes,
-            gadgets,
+            flowers,
             top_par: rng.chance(50),
+            top_reverse: rng.chance(30),
+        }
+    }
+
+    /// The compiler-shaped graphs of issue 10: `n` nodes, 0–3 dependencies
+    /// each, flowers of 1–3 petals at 20 %, 60 % of the nodes reading in
+    /// parallel ([`Reads`]), panics, recover values; every node asked for at
+    /// once from the top in most graphs (several entry points at once).
+    pub fn generate_parallel(seed: u64, n: usize) -> Graph {
+        let mut rng = Rng(seed);
+        let n = n as u32;
+        let (block_end, flowers) = layout(&mut rng, n, 20, 3);
+        let mut nodes: Vec<NodeSpec> = (0..n)
+            .map(|u| {
+                let lo = block_end[u as usize];
+                let mut deps = Vec::new();
+                if lo < n {
+                    for _ in 0..rng.below(4) {
+                        let d = lo + rng.below(u64::from(n - lo)) as u32;
+                        deps.push((d, random_fetch(&mut rng)));
+                    }
+                }
+                NodeSpec {
+                    deps,
+                    panic: random_panic(&mut rng),
+                    recovers: rng.chance(40),
+                    reads: random_reads(&mut rng, 60),
+                    spin_us: if rng.chance(5) {
+                        rng.range(5, 50) as u32
+                    } else {
+                        0
+                    },
+                }
+            })
+            .collect();
+        close_flowers(&mut rng, &mut nodes, &flowers);
+        Graph {
+            nodes,
+            flowers,
+            top_par: rng.chance(75),
             top_reverse: rng.chance(30),
         }
     }
@@ -222,7 +337,7 @@ impl Graph {
         let max_deps = rng.range(1, 6);
         let fan_percent = rng.below(12);
         let gadget_percent = rng.range(2, 12);
-        let (block_end, gadgets) = layout(&mut rng, n, gadget_percent);
+        let (block_end, flowers) = layout(&mut rng, n, gadget_percent, 3);
         // Hubs sit in the upper half, so that most nodes can depend on them.
         let hubs: Vec<(u32, u64)> = (0..rng.below(4))
             .map(|_| {
@@ -236,7 +351,7 @@ impl Graph {
             .map(|u| {
                 let lo = block_end[u as usize];
                 let mut deps = Vec::new();
-                let mut par = rng.chance(30);
+                let mut reads = random_reads(&mut rng, 30);
                 if lo < n {
                     let pick = |rng: &mut Rng| lo + rng.below(u64::from(n - lo)) as u32;
                     if rng.chance(chain) {
@@ -248,7 +363,7 @@ impl Graph {
                         }
                     }
                     let count = if rng.chance(fan_percent) {
-                        par = true;
+                        reads = Reads::Par;
                         rng.range(8, 24)
                     } else {
                         rng.below(max_deps + 1)
@@ -264,7 +379,7 @@ impl Graph {
                     deps,
                     panic,
                     recovers: rng.chance(30),
-                    par,
+                    reads,
                     spin_us: if hub {
                         rng.range(100, 1_000) as u32
                     } else if rng.chance(3) {
@@ -275,10 +390,10 @@ impl Graph {
                 }
             })
             .collect();
-        close_gadgets(&mut rng, &mut nodes, &gadgets);
+        close_flowers(&mut rng, &mut nodes, &flowers);
         Graph {
             nodes,
-            gadgets,
+            flowers,
             top_par: rng.chance(70),
             top_reverse: rng.chance(30),
         }
@@ -287,8 +402,8 @@ impl Graph {
     /// A multi-line description for failure messages.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "gadgets {:?}, top_par {}, top_reverse {}\n",
-            self.gadgets, self.top_par, self.top_reverse
+            "flowers {:?}, top_par {}, top_reverse {}\n",
+            self.flowers, self.top_par, self.top_reverse
         );
         for (u, spec) in self.nodes.iter().enumerate() {
             let _ = writeln!(s, "  node {u}: {spec:?}");
@@ -343,10 +458,23 @@ impl Query for Node {
             Fetch::Get => cx.get::<Node>(d),
             Fetch::TryGet => cx.try_get::<Node>(d).unwrap_or_else(|e| error_value(&e)),
         };
-        let values: Vec<u64> = if spec.par {
-            par_map(&spec.deps, |_, dep| fetch(dep))
-        } else {
-            spec.deps.iter().map(fetch).collect()
+        let deps = &spec.deps[..];
+        let values: Vec<u64> = match spec.reads {
+            Reads::Seq => deps.iter().map(fetch).collect(),
+            Reads::Par => par_map(deps, |_, dep| fetch(dep)),
+            Reads::Join => {
+                let (lo, hi) = deps.split_at(deps.len() / 2);
+                let (a, b) = join(
+                    || lo.iter().map(fetch).collect::<Vec<_>>(),
+                    || hi.iter().map(fetch).collect::<Vec<_>>(),
+                );
+                a.into_iter().chain(b).collect()
+            }
+            Reads::Nested => {
+                let pairs: Vec<&[(u32, Fetch)]> = deps.chunks(2).collect();
+                par_map(&pairs, |_, pair| par_map(pair, |_, dep| fetch(dep)))
+                    .concat()
+            }
         };
         spin(spec.spin_us);
         if spec.panic == Some(PanicAt::After) {
@@ -420,3 +548,134 @@ pub fn compare(
     }
     (!problems.is_empty()).then(|| problems.join("\n"))
 }
+
+/// Worker counts of the stress matrix (serial mode only at 1).
+pub const STRESS_THREADS: [usize; 4] = [1, 2, 4, 8];
+
+/// The stress matrix: every mode of this build at [`STRESS_THREADS`]
+/// workers, serial mode at 1.
+pub fn stress_configs() -> Vec<Config> {
+    let mut out = Vec::new();
+    for mode in modes() {
+        let counts: &[usize] = if mode == Mode::Serial {
+            &[1]
+        } else {
+            &STRESS_THREADS
+        };
+        for &threads in counts {
+            out.push(Config { mode, threads });
+        }
+    }
+    out
+}
+
+/// What went wrong with one graph.
+#[derive(Default)]
+pub struct GraphReport {
+    /// One line per configuration whose results differ from serial mode's
+    /// (or whose run panicked).
+    pub mismatches: Vec<String>,
+    /// Configurations whose run did not end within the timeout.
+    pub hangs: Vec<Config>,
+}
+
+/// The configurations' runtimes, built once and reused for every graph
+/// (a fresh engine per graph), so they also live through thousands of
+/// panics, cycles and suspensions.
+pub struct Matrix {
+    /// Each configuration and its runtime.
+    pub runtimes: Vec<(Config, Runtime)>,
+    /// Seconds one run may take before it counts as a hang.
+    pub timeout_secs: u64,
+    /// Runs done (graphs × configurations, serial included).
+    pub runs: u64,
+}
+
+impl Matrix {
+    /// The stress matrix ([`stress_configs`]), each run under `timeout_secs`.
+    pub fn new(timeout_secs: u64) -> Matrix {
+        let configs = stress_configs();
+        Matrix {
+            runtimes: configs.into_iter().map(|c| (c, c.runtime())).collect(),
+            timeout_secs,
+            runs: 0,
+        }
+    }
+
+    /// Runs `graph` in one configuration on its own thread, under the
+    /// timeout: `None` for a hang (the runtime is then replaced by a fresh
+    /// one; the hung one is leaked with its thread).
+    fn run(
+        &mut self,
+        index: usize,
+        seed: u64,
+        graph: &Arc<Graph>,
+    ) -> Option<Result<(Outcome, Vec<usize>), String>> {
+        let (config, rt) = &self.runtimes[index];
+        let config = *config;
+        let label = format!("{config} seed {seed:#x}");
+        let (rt, graph) = (rt.clone(), Arc::clone(graph));
+        self.runs += 1;
+        match try_with_timeout(&label, self.timeout_secs, move || evaluate(&rt, &graph)) {
+            Some(Ok(run)) => Some(Ok(run)),
+            Some(Err(payload)) => Some(Err(format!(
+                "[{config}] the run panicked: {}",
+                panic_message(&*payload)
+            ))),
+            None => {
+                let fresh = runtime(config.mode, config.threads);
+                let hung = std::mem::replace(&mut self.runtimes[index].1, fresh);
+                // Dropping it would join workers that may never finish.
+                std::mem::forget(hung);
+                None
+            }
+        }
+    }
+
+    /// Runs `graph` in serial mode, then in every other configuration, and
+    /// compares.
+    pub fn check(&mut self, seed: u64, graph: &Arc<Graph>) -> GraphReport {
+        let mut report = GraphReport::default();
+        let serial = self
+            .runtimes
+            .iter()
+            .position(|(c, _)| c.mode == Mode::Serial)
+            .expect("serial mode is always in the matrix");
+        let serial_config = self.runtimes[serial].0;
+        let reference = match self.run(serial, seed, graph) {
+            None => {
+                report.hangs.push(serial_config);
+                return report;
+            }
+            Some(Err(e)) => {
+                report.mismatches.push(e);
+                return report;
+            }
+            Some(Ok((reference, executions))) => {
+                if executions.iter().any(|&e| e != 1) {
+                    report
+                        .mismatches
+                        .push(format!("[{serial_config}] executions {executions:?}"));
+                }
+                reference
+            }
+        };
+        for index in 0..self.runtimes.len() {
+            if index == serial {
+                continue;
+            }
+            let config = self.runtimes[index].0;
+            match self.run(index, seed, graph) {
+                None => report.hangs.push(config),
+                Some(Err(e)) => report.mismatches.push(e),
+                Some(Ok((results, executions))) => {
+                    report
+                        .mismatches
+                        .extend(compare(config, &reference, &results, &executions))
+                }
+            }
+        }
+        report
+    }
+}
+

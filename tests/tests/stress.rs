@@ -30,12 +30,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_runtime::{Mode, Runtime};
-use weft_tests::dag::{compare, evaluate, Graph, Outcome, Rng};
-use weft_tests::{modes, panic_message, quiet_injected_panics, runtime, try_with_timeout, Config};
-
-/// Worker counts of the stress matrix (serial mode only at 1).
-const STRESS_THREADS: [usize; 4] = [1, 2, 4, 8];
+use weft_tests::dag::{Graph, Matrix, Rng};
+use weft_tests::{quiet_injected_panics, Config};
 
 /// Base seed of the CI run; the graph seeds are drawn from it.
 const BASE_SEED: u64 = 0x5745_4654_5354_5253;
@@ -49,132 +45,12 @@ fn stress_graph(seed: u64) -> Graph {
     }
 }
 
-fn stress_configs() -> Vec<Config> {
-    let mut out = Vec::new();
-    for mode in modes() {
-        let counts: &[usize] = if mode == Mode::Serial {
-            &[1]
-        } else {
-            &STRESS_THREADS
-        };
-        for &threads in counts {
-            out.push(Config { mode, threads });
-        }
-    }
-    out
-}
-
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
     let text = text.trim();
     match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
-    }
-}
-
-/// What went wrong with one graph.
-#[derive(Default)]
-struct GraphReport {
-    /// One line per configuration whose results differ from serial mode's
-    /// (or whose run panicked).
-    mismatches: Vec<String>,
-    /// Configurations whose run did not end within the timeout.
-    hangs: Vec<Config>,
-}
-
-/// The configurations' runtimes, built once and reused for every graph.
-struct Matrix {
-    runtimes: Vec<(Config, Runtime)>,
-    timeout_secs: u64,
-    /// Runs done (graphs × configurations, serial included).
-    runs: u64,
-}
-
-impl Matrix {
-    fn new(timeout_secs: u64) -> Matrix {
-        let configs = stress_configs();
-        Matrix {
-            runtimes: configs.into_iter().map(|c| (c, c.runtime())).collect(),
-            timeout_secs,
-            runs: 0,
-        }
-    }
-
-    /// Runs `graph` in one configuration on its own thread, under the
-    /// timeout: `None` for a hang (the runtime is then replaced by a fresh
-    /// one; the hung one is leaked with its thread).
-    fn run(
-        &mut self,
-        index: usize,
-        seed: u64,
-        graph: &Arc<Graph>,
-    ) -> Option<Result<(Outcome, Vec<usize>), String>> {
-        let (config, rt) = &self.runtimes[index];
-        let config = *config;
-        let label = format!("{config} seed {seed:#x}");
-        let (rt, graph) = (rt.clone(), Arc::clone(graph));
-        self.runs += 1;
-        match try_with_timeout(&label, self.timeout_secs, move || evaluate(&rt, &graph)) {
-            Some(Ok(run)) => Some(Ok(run)),
-            Some(Err(payload)) => Some(Err(format!(
-                "[{config}] the run panicked: {}",
-                panic_message(&*payload)
-            ))),
-            None => {
-                let fresh = runtime(config.mode, config.threads);
-                let hung = std::mem::replace(&mut self.runtimes[index].1, fresh);
-                // Dropping it would join workers that may never finish.
-                std::mem::forget(hung);
-                None
-            }
-        }
-    }
-
-    /// Runs `graph` in serial mode, then in every other configuration, and
-    /// compares.
-    fn check(&mut self, seed: u64, graph: &Arc<Graph>) -> GraphReport {
-        let mut report = GraphReport::default();
-        let serial = self
-            .runtimes
-            .iter()
-            .position(|(c, _)| c.mode == Mode::Serial)
-            .expect("serial mode is always in the matrix");
-        let serial_config = self.runtimes[serial].0;
-        let reference = match self.run(serial, seed, graph) {
-            None => {
-                report.hangs.push(serial_config);
-                return report;
-            }
-            Some(Err(e)) => {
-                report.mismatches.push(e);
-                return report;
-            }
-            Some(Ok((reference, executions))) => {
-                if executions.iter().any(|&e| e != 1) {
-                    report
-                        .mismatches
-                        .push(format!("[{serial_config}] executions {executions:?}"));
-                }
-                reference
-            }
-        };
-        for index in 0..self.runtimes.len() {
-            if index == serial {
-                continue;
-            }
-            let config = self.runtimes[index].0;
-            match self.run(index, seed, graph) {
-                None => report.hangs.push(config),
-                Some(Err(e)) => report.mismatches.push(e),
-                Some(Ok((results, executions))) => {
-                    report
-                        .mismatches
-                        .extend(compare(config, &reference, &results, &executions))
-                }
-            }
-        }
-        report
     }
 }
 
