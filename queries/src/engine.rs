@@ -7,9 +7,11 @@
 //! - **miss**: the caller claims the key (`memo.rs`), runs the provider on
 //!   its own stack inside a new job, publishes the result, then sets the
 //!   slot's latch;
-//! - **in progress elsewhere**: the caller searches the wait-for graph for a
-//!   cycle (`cycle.rs`) and, if there is none, waits on the slot's latch
-//!   (the fiber suspends, the thread blocks), then reads the memo.
+//! - **in progress elsewhere**: the caller publishes its wait and searches
+//!   the wait-for graph for a cycle (`wait_graph.rs`); if there is none, it
+//!   waits on the slot's latch (the fiber suspends, the thread blocks), then
+//!   reads the memo. A cycle is broken as `cycle.rs` says: every member's
+//!   outcome is the one serial mode's in-order run gives it.
 //!
 //! # Errors travel as unwinding
 //!
@@ -448,7 +450,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         latch: &weft_runtime::Latch,
     ) -> Result<Q::Value, QueryError> {
         let waiter = match job::current_job() {
-            Some(leaf) => match wait_graph::publish(&leaf, owner) {
+            Some(leaf) => match wait_graph::publish(weft_runtime::current_strand(), &leaf, owner) {
                 Published::Cycle(path) => return unwind_cycle(cycle::break_cycle(path)),
                 Published::Waiting(w) => Some(w),
             },

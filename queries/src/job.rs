@@ -17,10 +17,11 @@
 
 use std::any::Any;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use weft_runtime::sync::{AtomicBool, Ordering};
 
 use crate::cycle::CycleUnwind;
 use crate::wait_graph::StrandRec;
@@ -54,11 +55,21 @@ impl Job {
     /// A job for `query(key)` started by the code running now: its parent
     /// is the current job, its place is computed from the current strand.
     pub(crate) fn start(query: &'static str, key: Box<dyn Debug + Send + Sync>) -> Arc<Job> {
-        let parent = current_job();
-        let (strand, depth) = StrandRec::place_new_job(parent.as_ref());
+        Job::start_on(weft_runtime::current_strand(), current_job(), query, key)
+    }
+
+    /// [`Job::start`] by code on runtime strand `rid` whose current job is
+    /// `parent` (the loom models name both).
+    pub(crate) fn start_on(
+        rid: u64,
+        parent: Option<Arc<Job>>,
+        query: &'static str,
+        key: Box<dyn Debug + Send + Sync>,
+    ) -> Arc<Job> {
+        let (strand, depth) = StrandRec::place_new_job(rid, parent.as_ref());
         Arc::new(Job {
             // Relaxed: only uniqueness is needed.
-            id: NEXT_JOB.fetch_add(1, Ordering::Relaxed),
+            id: NEXT_JOB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             query,
             key,
             parent,

@@ -18,6 +18,8 @@ mod cycle;
 mod diagnostic;
 mod engine;
 mod job;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod memo;
 pub mod profile;
 mod query;

@@ -71,11 +71,13 @@
 //! through them. No waiter is skipped by a search, not even one that is on
 //! a cycle being broken: it may not wake before the new cycle is broken too.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
+// The protocol's locks and flags, model-checked under `--cfg loom`
+// (`loom_models.rs`).
+use weft_runtime::sync::{yield_now, AtomicBool, Mutex, Ordering};
 
 use crate::cycle::CycleUnwind;
 use crate::job::Job;
@@ -106,7 +108,7 @@ impl StrandRec {
     fn new(rid: u64, fork: Option<&Arc<Job>>) -> Arc<StrandRec> {
         let rec = Arc::new(StrandRec {
             // Relaxed: only uniqueness is needed.
-            id: NEXT_REC.fetch_add(1, Ordering::Relaxed),
+            id: NEXT_REC.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rid,
             fork: fork.cloned(),
             state: Mutex::new(StrandState::default()),
@@ -123,8 +125,7 @@ impl StrandRec {
     /// The place of a job started now by code whose current job is
     /// `parent`: on the parent's record one deeper when this is the
     /// parent's strand, else at the root of a new record.
-    pub(crate) fn place_new_job(parent: Option<&Arc<Job>>) -> (Arc<StrandRec>, usize) {
-        let rid = weft_runtime::current_strand();
+    pub(crate) fn place_new_job(rid: u64, parent: Option<&Arc<Job>>) -> (Arc<StrandRec>, usize) {
         match parent {
             Some(p) if p.strand.rid == rid => (p.strand.clone(), p.depth + 1),
             Some(p) => (StrandRec::new(rid, Some(p)), 0),
@@ -202,11 +203,11 @@ pub(crate) struct Path {
     pub(crate) requester: Arc<Waiter>,
 }
 
-/// Publishes the wait of the code running now (current job `leaf`) for a
-/// query owned by `owner`, then searches for a cycle through it (see the
-/// module doc).
-pub(crate) fn publish(leaf: &Arc<Job>, owner: &Arc<Job>) -> Published {
-    let rid = weft_runtime::current_strand();
+/// Publishes the wait of the code running now on runtime strand `rid`
+/// (current job `leaf`) for a query owned by `owner`, then searches for a
+/// cycle through it (see the module doc). Never blocks: it takes one
+/// record's mutex at a time, and retries only when the graph changed.
+pub(crate) fn publish(rid: u64, leaf: &Arc<Job>, owner: &Arc<Job>) -> Published {
     let (rec, temp) = if leaf.strand.rid == rid {
         (leaf.strand.clone(), false)
     } else {
@@ -239,7 +240,7 @@ pub(crate) fn publish(leaf: &Arc<Job>, owner: &Arc<Job>) -> Published {
             });
         }
         // The graph moved under the search: look again.
-        std::thread::yield_now();
+        yield_now();
     }
 }
 

@@ -15,9 +15,10 @@
 //! latch pushes the fiber's slot index into the home worker's mailbox; only
 //! the home worker pops it and resumes the fiber: fibers never migrate.
 //!
-//! The task context (`context.rs`) and the current-yielder pointer are
-//! thread-locals; a fiber saves them before it switches away and restores
-//! them when it is resumed, so other fibers on the same worker see their own.
+//! The task context and the strand id (`context.rs`) and the
+//! current-yielder pointer are thread-locals; a fiber saves them before it
+//! switches away and restores them when it is resumed, so other fibers on
+//! the same worker see their own.
 //!
 //! # Panics
 //!

@@ -35,7 +35,8 @@ mod registry;
 mod sleep;
 #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
 mod stack;
-mod sync;
+#[doc(hidden)]
+pub mod sync;
 pub mod trace;
 mod worker_local;
 

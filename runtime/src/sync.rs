@@ -7,22 +7,39 @@
 //! (`lock()` returns the guard; `Condvar::wait(&mut guard)`).
 //! Corosensei's stack switch cannot run under loom: the models exercise the
 //! thread-waiter paths, which share every lock and flag with the fiber path.
+//!
+//! Public but hidden: the query engine routes its wait-for graph through
+//! the same shim, so that one `--cfg loom` build models both crates. Not a
+//! stable API.
 
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex};
+pub use parking_lot::{Condvar, Mutex};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+pub use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use self::loom_shim::{Condvar, Mutex};
+pub use self::loom_shim::{Condvar, Mutex};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Yields to the other threads of a model (loom's scheduler must see a
+/// spinning retry); `std::thread::yield_now` otherwise.
+#[cfg(not(loom))]
+pub fn yield_now() {
+    std::thread::yield_now();
+}
+
+/// See the other `yield_now`.
+#[cfg(loom)]
+pub fn yield_now() {
+    loom::thread::yield_now();
+}
 
 #[cfg(loom)]
 mod loom_shim {
     /// `loom::sync::Mutex` with `parking_lot`'s API.
     #[derive(Debug)]
-    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
 
     impl<T: Default> Default for Mutex<T> {
         fn default() -> Self {
@@ -31,14 +48,14 @@ mod loom_shim {
     }
 
     /// The guard of [`Mutex`]; an `Option` so `Condvar::wait` can move it.
-    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+    pub struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
 
     impl<T> Mutex<T> {
-        pub(crate) fn new(t: T) -> Self {
+        pub fn new(t: T) -> Self {
             Mutex(loom::sync::Mutex::new(t))
         }
 
-        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        pub fn lock(&self) -> MutexGuard<'_, T> {
             MutexGuard(Some(self.0.lock().expect("loom mutex poisoned")))
         }
     }
@@ -58,7 +75,7 @@ mod loom_shim {
 
     /// `loom::sync::Condvar` with `parking_lot`'s API.
     #[derive(Debug)]
-    pub(crate) struct Condvar(loom::sync::Condvar);
+    pub struct Condvar(loom::sync::Condvar);
 
     impl Default for Condvar {
         fn default() -> Self {
@@ -67,16 +84,16 @@ mod loom_shim {
     }
 
     impl Condvar {
-        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+        pub fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
             let g = guard.0.take().expect("guard present");
             guard.0 = Some(self.0.wait(g).expect("loom mutex poisoned"));
         }
 
-        pub(crate) fn notify_one(&self) {
+        pub fn notify_one(&self) {
             self.0.notify_one();
         }
 
-        pub(crate) fn notify_all(&self) {
+        pub fn notify_all(&self) {
             self.0.notify_all();
         }
     }
