@@ -35,9 +35,9 @@ use weft_runtime::{Mode, Runtime};
 
 use crate::cycle::{self, CycleUnwind};
 use crate::job::{self, Job};
-use crate::wait_graph::{self, Published};
 use crate::memo::{Claim, Memo, MemoTable};
 use crate::profile::{Profile, Recorder, WaitToken};
+use crate::wait_graph::{self, Published};
 use crate::{Diagnostic, Query, QueryError};
 
 /// A panic payload, as `catch_unwind` returns it.

@@ -65,7 +65,10 @@ fn loom_cycle_through_a_parallel_child() {
         let t = thread::spawn(move || wait_for(2, &p2, &q2).is_err());
         let mine = wait_for(3, &q, &p).is_err();
         let theirs = t.join().unwrap();
-        assert!(mine || theirs, "the cycle p -> (child) -> q -> p was missed");
+        assert!(
+            mine || theirs,
+            "the cycle p -> (child) -> q -> p was missed"
+        );
     });
 }
 

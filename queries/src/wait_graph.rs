@@ -192,11 +192,14 @@ pub(crate) enum Published {
     Cycle(Path),
 }
 
+/// One step of a search path: a job and a waiter in its subtree.
+pub(crate) type Step = (Arc<Job>, Arc<Waiter>);
+
 /// A cycle found by [`publish`]: the steps from the owner, each a job and
 /// a waiter in its subtree (whose owner is the next step's job), then the
 /// ancestor of the requester that the last waiter (or the owner) waits on.
 pub(crate) struct Path {
-    pub(crate) steps: Vec<(Arc<Job>, Arc<Waiter>)>,
+    pub(crate) steps: Vec<Step>,
     pub(crate) closing: Arc<Job>,
     /// The requester's own (withdrawn) waiter: its leaf is the bottom of
     /// the closing segment.
@@ -251,11 +254,7 @@ pub(crate) fn withdraw(waiter: &Arc<Waiter>) -> Option<Arc<CycleUnwind>> {
     waiter.active.store(false, Ordering::Release);
     {
         let mut st = waiter.rec.state.lock();
-        if st
-            .waiting
-            .as_ref()
-            .is_some_and(|w| Arc::ptr_eq(w, waiter))
-        {
+        if st.waiting.as_ref().is_some_and(|w| Arc::ptr_eq(w, waiter)) {
             st.waiting = None;
         }
     }
@@ -300,7 +299,7 @@ impl Lineage {
 
 /// Depth-first search from `owner` for an ancestor of the requester;
 /// returns the steps taken and the ancestor reached.
-fn search(owner: &Arc<Job>, lineage: &Lineage) -> Option<(Vec<(Arc<Job>, Arc<Waiter>)>, Arc<Job>)> {
+fn search(owner: &Arc<Job>, lineage: &Lineage) -> Option<(Vec<Step>, Arc<Job>)> {
     // A finished owner: the wait ends at once. (Its place may be taken by
     // a later job, ancestor or not: a finished job is never compared.)
     if owner.is_done() {
@@ -385,7 +384,7 @@ fn in_subtree(waiter: &Waiter, job: &Job) -> bool {
 }
 
 /// The second pass over a found path (see the module doc).
-fn verify(owner: &Arc<Job>, steps: &[(Arc<Job>, Arc<Waiter>)], closing: &Arc<Job>) -> bool {
+fn verify(owner: &Arc<Job>, steps: &[Step], closing: &Arc<Job>) -> bool {
     if owner.is_done() || closing.is_done() {
         return false;
     }

@@ -504,7 +504,7 @@ fn stack_pointer() -> usize {
 }
 
 /// Runs `f`, first moving to a fresh stack segment if fewer than
-/// [`RED_ZONE`] bytes are left on the current stack.
+/// `RED_ZONE` bytes are left on the current stack.
 ///
 /// Call it at every level of a recursion that may go deep (the query engine
 /// calls it at every query entry): a chain of 1,000,000 nested calls then

@@ -16,15 +16,15 @@
 //!
 //! The strand state is a thread-local that the runtime swaps exactly where
 //! it swaps the task context (`context.rs`):
-//! - [`enter_task`] around every task body (`Task::run`): a fresh strand;
-//! - [`switch_out`] / [`switch_in`] around a fiber's suspend, on the fiber's
+//! - `enter_task` around every task body (`Task::run`): a fresh strand;
+//! - `switch_out` / `switch_in` around a fiber's suspend, on the fiber's
 //!   own stack: the fiber takes its strand with it and gets it back, with
 //!   the suspended time added to its off-CPU total;
-//! - [`block_start`] / [`block_end`] around a thread blocking on a latch.
+//! - `block_start` / `block_end` around a thread blocking on a latch.
 //!
 //! # Events
 //!
-//! [`record`] appends to a per-thread buffer (one uncontended mutex each);
+//! `record` appends to a per-thread buffer (one uncontended mutex each);
 //! [`take_events`] drains every thread's buffer. Recording is process-wide:
 //! [`enable`] turns it on for every runtime in the process, until as many
 //! [`disable`] calls undid it.
@@ -80,7 +80,7 @@ pub fn now_ns() -> u64 {
     crate::jobserver::monotonic_ns()
 }
 
-/// What a worker did, as recorded by [`record`].
+/// What a worker did, as recorded by `record`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A task body starts on this thread, as strand `strand`.
