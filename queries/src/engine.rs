@@ -469,10 +469,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             // RECORD: wait ends.
             recorder.wait_end(record);
         }
-        if let Some(waiter) = &waiter {
-            if let Some(unwind) = wait_graph::withdraw(waiter) {
-                return unwind_cycle(unwind);
-            }
+        if let Some(unwind) = waiter.and_then(wait_graph::Wait::end) {
+            return unwind_cycle(unwind);
         }
         match table.finished(key) {
             Some((result, _by)) => result,

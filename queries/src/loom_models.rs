@@ -15,7 +15,7 @@ use std::sync::Arc;
 use loom::thread;
 
 use crate::job::Job;
-use crate::wait_graph::{publish, withdraw, Published, Waiter};
+use crate::wait_graph::{publish, Published, Wait};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -27,10 +27,10 @@ fn job(rid: u64, parent: Option<&Arc<Job>>, name: &'static str) -> Arc<Job> {
     Job::start_on(rid, parent.cloned(), name, Box::new(()))
 }
 
-/// Publishes `leaf`'s wait for `owner` on strand `rid`: `Ok(waiter)` when
-/// it waits (the edge stays published, as for a waiting strand), `Err(())`
-/// when the search found a cycle.
-fn wait_for(rid: u64, leaf: &Arc<Job>, owner: &Arc<Job>) -> Result<Arc<Waiter>, ()> {
+/// Publishes `leaf`'s wait for `owner` on strand `rid`: `Ok(wait)` when it
+/// waits (the edge stays published while the caller holds `wait`, as for a
+/// waiting strand), `Err(())` when the search found a cycle.
+fn wait_for(rid: u64, leaf: &Arc<Job>, owner: &Arc<Job>) -> Result<Wait, ()> {
     match publish(rid, leaf, owner) {
         Published::Cycle(_) => Err(()),
         Published::Waiting(w) => Ok(w),
@@ -45,10 +45,13 @@ fn loom_two_waits_close_a_cycle() {
         let a = job(1, None, "a");
         let b = job(2, None, "b");
         let (a2, b2) = (a.clone(), b.clone());
-        let t = thread::spawn(move || wait_for(2, &b2, &a2).is_err());
-        let mine = wait_for(1, &a, &b).is_err();
+        let t = thread::spawn(move || wait_for(2, &b2, &a2));
+        let mine = wait_for(1, &a, &b);
         let theirs = t.join().unwrap();
-        assert!(mine || theirs, "the cycle a -> b -> a was missed");
+        assert!(
+            mine.is_err() || theirs.is_err(),
+            "the cycle a -> b -> a was missed"
+        );
     });
 }
 
@@ -62,11 +65,11 @@ fn loom_cycle_through_a_parallel_child() {
         let p = job(1, None, "p");
         let q = job(3, None, "q");
         let (p2, q2) = (p.clone(), q.clone());
-        let t = thread::spawn(move || wait_for(2, &p2, &q2).is_err());
-        let mine = wait_for(3, &q, &p).is_err();
+        let t = thread::spawn(move || wait_for(2, &p2, &q2));
+        let mine = wait_for(3, &q, &p);
         let theirs = t.join().unwrap();
         assert!(
-            mine || theirs,
+            mine.is_err() || theirs.is_err(),
             "the cycle p -> (child) -> q -> p was missed"
         );
     });
@@ -87,11 +90,14 @@ fn loom_no_false_cycle_through_a_finished_job() {
             b2.finish();
             let later = job(2, Some(&root), "b2");
             assert_eq!(later.depth, b2.depth, "the same place");
-            wait_for(2, &later, &a2).is_err()
+            wait_for(2, &later, &a2)
         });
-        let mine = wait_for(1, &a, &b).is_err();
+        let mine = wait_for(1, &a, &b);
         let theirs = t.join().unwrap();
-        assert!(!mine && !theirs, "a false cycle through a finished job");
+        assert!(
+            mine.is_ok() && theirs.is_ok(),
+            "a false cycle through a finished job"
+        );
     });
 }
 
@@ -106,15 +112,13 @@ fn loom_withdraw_removes_the_edge() {
         let (a2, b2) = (a.clone(), b.clone());
         let t = thread::spawn(move || {
             if let Ok(w) = wait_for(1, &a2, &b2) {
-                assert!(withdraw(&w).is_none(), "not on a cycle being broken");
+                assert!(w.end().is_none(), "not on a cycle being broken");
             }
         });
         let mine = wait_for(2, &b, &a);
         t.join().unwrap();
-        if let Ok(w) = mine {
-            withdraw(&w);
-        }
+        drop(mine);
         let again = wait_for(2, &b, &a).expect("a cycle through a withdrawn wait");
-        withdraw(&again);
+        assert!(again.end().is_none());
     });
 }

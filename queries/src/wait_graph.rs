@@ -185,8 +185,8 @@ impl Waiter {
 
 /// The outcome of [`publish`].
 pub(crate) enum Published {
-    /// Published: wait, then [`withdraw`].
-    Waiting(Arc<Waiter>),
+    /// Published: wait, then [`Wait::end`].
+    Waiting(Wait),
     /// Waiting would close this cycle (already withdrawn): `path` runs from
     /// the owner to `closing`, an ancestor of the requester.
     Cycle(Path),
@@ -204,6 +204,28 @@ pub(crate) struct Path {
     /// The requester's own (withdrawn) waiter: its leaf is the bottom of
     /// the closing segment.
     pub(crate) requester: Arc<Waiter>,
+}
+
+/// A published wait. [`Wait::end`] withdraws it when the wait is over;
+/// dropping it unended (the waiting stack unwinds: a fiber dropped at
+/// shutdown) withdraws it too, so no record outlives its wait.
+pub(crate) struct Wait {
+    waiter: Option<Arc<Waiter>>,
+}
+
+impl Wait {
+    /// Withdraws the wait; returns the cycle it was marked to unwind with.
+    pub(crate) fn end(mut self) -> Option<Arc<CycleUnwind>> {
+        self.waiter.take().and_then(|w| withdraw(&w))
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if let Some(w) = self.waiter.take() {
+            withdraw(&w);
+        }
+    }
 }
 
 /// Publishes the wait of the code running now on runtime strand `rid`
@@ -232,7 +254,9 @@ pub(crate) fn publish(rid: u64, leaf: &Arc<Job>, owner: &Arc<Job>) -> Published 
     let lineage = Lineage::of(&waiter);
     loop {
         let Some((steps, closing)) = search(owner, &lineage) else {
-            return Published::Waiting(waiter);
+            return Published::Waiting(Wait {
+                waiter: Some(waiter),
+            });
         };
         if verify(owner, &steps, &closing) {
             withdraw(&waiter);
@@ -249,7 +273,7 @@ pub(crate) fn publish(rid: u64, leaf: &Arc<Job>, owner: &Arc<Job>) -> Published 
 
 /// Withdraws a waiter's edge after its wait ended (or instead of waiting);
 /// returns the cycle it was marked to unwind with, if any.
-pub(crate) fn withdraw(waiter: &Arc<Waiter>) -> Option<Arc<CycleUnwind>> {
+fn withdraw(waiter: &Arc<Waiter>) -> Option<Arc<CycleUnwind>> {
     // Release: a search that sees `false` also sees everything before.
     waiter.active.store(false, Ordering::Release);
     {
