@@ -129,8 +129,30 @@ impl StrandRec {
         match parent {
             Some(p) if p.strand.rid == rid => (p.strand.clone(), p.depth + 1),
             Some(p) => (StrandRec::new(rid, Some(p)), 0),
-            None => (StrandRec::new(rid, None), 0),
+            None => (StrandRec::top_level(rid), 0),
         }
+    }
+
+    /// The record of top-level jobs on strand `rid`. Top-level jobs of one
+    /// strand run one after another, so they share one record at depth 0
+    /// (as the jobs at one depth of any record do over time); it is never
+    /// registered anywhere. Cached per thread, for the strand that ran last.
+    fn top_level(rid: u64) -> Arc<StrandRec> {
+        thread_local! {
+            static TOP: std::cell::RefCell<Option<Arc<StrandRec>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        TOP.with(|top| {
+            let mut top = top.borrow_mut();
+            match &*top {
+                Some(rec) if rec.rid == rid => rec.clone(),
+                _ => {
+                    let rec = StrandRec::new(rid, None);
+                    *top = Some(rec.clone());
+                    rec
+                }
+            }
+        })
     }
 
     /// The record's code ended (its root job finished, or its temporary
