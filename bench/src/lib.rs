@@ -1,6 +1,8 @@
 //! Helpers shared by Weft's criterion benches (`benches/*.rs`): runtimes per
 //! mode, and a trivial query.
 
+pub mod wait_depth;
+
 use weft_queries::{Cx, Query};
 use weft_runtime::{Jobserver, Mode, Runtime};
 
