@@ -175,7 +175,9 @@ fn layout(rng: &mut Rng, n: u32, gadget_percent: u64, max_petals: u64) -> (Vec<u
             // A ring of 1–3 nodes: one petal of 0–2.
             vec![rng.below(3) as u32]
         } else {
-            (0..rng.range(1, max_petals)).map(|_| rng.below(3) as u32).collect()
+            (0..rng.range(1, max_petals))
+                .map(|_| rng.below(3) as u32)
+                .collect()
         };
         let k = 1 + petals.iter().sum::<u32>();
         if u + k <= n && rng.chance(gadget_percent) {
@@ -270,7 +272,11 @@ impl Graph {
                     deps,
                     panic,
                     recovers: rng.chance(30),
-                    reads: if rng.chance(30) { Reads::Par } else { Reads::Seq },
+                    reads: if rng.chance(30) {
+                        Reads::Par
+                    } else {
+                        Reads::Seq
+                    },
                     spin_us: 0,
                 }
             })
@@ -472,8 +478,7 @@ impl Query for Node {
             }
             Reads::Nested => {
                 let pairs: Vec<&[(u32, Fetch)]> = deps.chunks(2).collect();
-                par_map(&pairs, |_, pair| par_map(pair, |_, dep| fetch(dep)))
-                    .concat()
+                par_map(&pairs, |_, pair| par_map(pair, |_, dep| fetch(dep))).concat()
             }
         };
         spin(spec.spin_us);
@@ -678,4 +683,3 @@ impl Matrix {
         report
     }
 }
-

@@ -32,7 +32,9 @@ use std::time::Instant;
 use weft_queries::{Cx, Cycle, Engine, Query, QueryError};
 use weft_runtime::{par_for_each, par_map, Mode, Runtime};
 use weft_tests::dag::{stress_configs, Graph, Matrix, Rng};
-use weft_tests::{quiet_injected_panics, runtime, timeout_secs, with_timeout_named, Arrivals, Signal};
+use weft_tests::{
+    quiet_injected_panics, runtime, timeout_secs, with_timeout_named, Arrivals, Signal,
+};
 
 /// Runs per configuration in the two named scenarios.
 const RUNS: usize = 100;
@@ -200,7 +202,9 @@ impl Query for Na {
     }
 
     fn recover(cx: &Cx<'_, NaDb>, cycle: &Cycle, _: &()) -> Option<String> {
-        cx.db().recover.then(|| format!("na recovered from {cycle}"))
+        cx.db()
+            .recover
+            .then(|| format!("na recovered from {cycle}"))
     }
 }
 
@@ -301,7 +305,11 @@ fn lowest_child_decides_the_parents_cycle() {
         // Serial mode agrees with the written-out expectation.
         let serial = runtime(Mode::Serial, 1);
         for entry in [NaEntry::Alone, NaEntry::WithChildren] {
-            assert_eq!(run_na(&serial, entry, false, recover).0, expected, "serial {entry:?}");
+            assert_eq!(
+                run_na(&serial, entry, false, recover).0,
+                expected,
+                "serial {entry:?}"
+            );
         }
         for (name, mode, threads, rt) in runtimes() {
             for entry in [NaEntry::Alone, NaEntry::WithChildren] {
@@ -433,7 +441,11 @@ fn sweep(base: u64, graphs: u64, stop_at_first: bool) -> (u64, u64, u64, u64, Ve
             failures.push(format!(
                 "seed {seed:#x}, {n} nodes: mismatches {:?}, hangs {:?}\n{}",
                 report.mismatches,
-                report.hangs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                report
+                    .hangs
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>(),
                 graph.describe()
             ));
             if stop_at_first {
