@@ -203,6 +203,19 @@ fn layout(rng: &mut Rng, n: u32, gadget_percent: u64, max_petals: u64) -> (Vec<u
     (block_end, flowers)
 }
 
+/// 0–3 dependencies drawn from `lo..n` (none when `lo == n`).
+fn random_deps(rng: &mut Rng, lo: u32, n: u32) -> Vec<(u32, Fetch)> {
+    if lo >= n {
+        return Vec::new();
+    }
+    (0..rng.below(4))
+        .map(|_| {
+            let d = lo + rng.below(u64::from(n - lo)) as u32;
+            (d, random_fetch(rng))
+        })
+        .collect()
+}
+
 fn random_reads(rng: &mut Rng, par_percent: u64) -> Reads {
     if !rng.chance(par_percent) {
         return Reads::Seq;
@@ -259,14 +272,7 @@ impl Graph {
         let (block_end, flowers) = layout(&mut rng, n, 12, 1);
         let mut nodes: Vec<NodeSpec> = (0..n)
             .map(|u| {
-                let lo = block_end[u as usize];
-                let mut deps = Vec::new();
-                if lo < n {
-                    for _ in 0..rng.below(4) {
-                        let d = lo + rng.below(u64::from(n - lo)) as u32;
-                        deps.push((d, random_fetch(&mut rng)));
-                    }
-                }
+                let deps = random_deps(&mut rng, block_end[u as usize], n);
                 let panic = random_panic(&mut rng);
                 NodeSpec {
                     deps,
@@ -300,14 +306,7 @@ impl Graph {
         let (block_end, flowers) = layout(&mut rng, n, 20, 3);
         let mut nodes: Vec<NodeSpec> = (0..n)
             .map(|u| {
-                let lo = block_end[u as usize];
-                let mut deps = Vec::new();
-                if lo < n {
-                    for _ in 0..rng.below(4) {
-                        let d = lo + rng.below(u64::from(n - lo)) as u32;
-                        deps.push((d, random_fetch(&mut rng)));
-                    }
-                }
+                let deps = random_deps(&mut rng, block_end[u as usize], n);
                 NodeSpec {
                     deps,
                     panic: random_panic(&mut rng),
@@ -681,5 +680,50 @@ impl Matrix {
             }
         }
         report
+    }
+}
+
+/// The counts of a sweep over many graphs (the soaks): graphs, runs that
+/// differ from serial mode, runs that hung, and the first failures.
+#[derive(Default)]
+pub struct Tally {
+    /// Graphs checked.
+    pub graphs: u64,
+    /// Configurations whose results differed from serial mode's.
+    pub mismatches: u64,
+    /// Configurations whose run did not end in time.
+    pub hangs: u64,
+    /// The first five failing graphs, described.
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    /// Counts one graph's report; returns whether it failed.
+    pub fn add(&mut self, seed: u64, graph: &Graph, report: &GraphReport) -> bool {
+        self.graphs += 1;
+        self.mismatches += report.mismatches.len() as u64;
+        self.hangs += report.hangs.len() as u64;
+        let failed = !report.mismatches.is_empty() || !report.hangs.is_empty();
+        if failed && self.failures.len() < 5 {
+            let hangs: Vec<String> = report.hangs.iter().map(Config::to_string).collect();
+            self.failures.push(format!(
+                "seed {seed:#x}, {} nodes: mismatches {:?}, hangs {hangs:?}\n{}",
+                graph.nodes.len(),
+                report.mismatches,
+                graph.describe()
+            ));
+        }
+        failed
+    }
+
+    /// Fails the test unless no run differed and none hung.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.mismatches == 0 && self.hangs == 0,
+            "{} differences from serial mode and {} hangs; first failures:\n{}",
+            self.mismatches,
+            self.hangs,
+            self.failures.join("\n")
+        );
     }
 }

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use weft_queries::{Cx, Cycle, Engine, Query, QueryError};
 use weft_runtime::{par_for_each, par_map, Mode, Runtime};
-use weft_tests::dag::{stress_configs, Graph, Matrix, Rng};
+use weft_tests::dag::{stress_configs, Graph, Matrix, Rng, Tally};
 use weft_tests::{
     quiet_injected_panics, runtime, timeout_secs, with_timeout_named, Arrivals, Signal,
 };
@@ -421,39 +421,22 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.trim().parse().ok()
 }
 
-/// Runs `graphs` graphs from `base` through the matrix; returns graphs,
-/// runs, differences, hangs and the first failures.
-fn sweep(base: u64, graphs: u64, stop_at_first: bool) -> (u64, u64, u64, u64, Vec<String>) {
+/// Runs `graphs` graphs from `base` through the matrix (stopping at the
+/// first failure if asked); returns the tally and the runs done.
+fn sweep(base: u64, graphs: u64, stop_at_first: bool) -> (Tally, u64) {
     let mut matrix = Matrix::new(timeout_secs());
     let mut seeds = Rng(base);
-    let (mut mismatches, mut hangs) = (0u64, 0u64);
-    let mut failures = Vec::new();
-    let mut done = 0;
-    while done < graphs {
+    let mut tally = Tally::default();
+    while tally.graphs < graphs {
         let seed = seeds.next_u64();
         let n = 5 + (seed % 36) as usize;
         let graph = Arc::new(Graph::generate_parallel(seed, n));
         let report = matrix.check(seed, &graph);
-        done += 1;
-        mismatches += report.mismatches.len() as u64;
-        hangs += report.hangs.len() as u64;
-        if (!report.mismatches.is_empty() || !report.hangs.is_empty()) && failures.len() < 5 {
-            failures.push(format!(
-                "seed {seed:#x}, {n} nodes: mismatches {:?}, hangs {:?}\n{}",
-                report.mismatches,
-                report
-                    .hangs
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>(),
-                graph.describe()
-            ));
-            if stop_at_first {
-                break;
-            }
+        if tally.add(seed, &graph, &report) && stop_at_first {
+            break;
         }
     }
-    (done, matrix.runs, mismatches, hangs, failures)
+    (tally, matrix.runs)
 }
 
 /// ```text
@@ -464,13 +447,9 @@ fn sweep(base: u64, graphs: u64, stop_at_first: bool) -> (u64, u64, u64, u64, Ve
 fn parallel_cycles_agree_with_serial_mode() {
     quiet_injected_panics();
     let graphs = env_u64("WEFT_PARALLEL_DAGS").unwrap_or(1_500);
-    let (done, runs, mismatches, hangs, failures) = sweep(BASE_SEED, graphs, true);
-    eprintln!("parallel cycles: {done} graphs, {runs} runs");
-    assert!(
-        mismatches == 0 && hangs == 0,
-        "{mismatches} differences from serial mode, {hangs} hangs:\n{}",
-        failures.join("\n")
-    );
+    let (tally, runs) = sweep(BASE_SEED, graphs, true);
+    eprintln!("parallel cycles: {} graphs, {runs} runs", tally.graphs);
+    tally.assert_clean();
 }
 
 /// The soak of acceptance 2: `WEFT_SOAK_GRAPHS` graphs (default 100,000)
@@ -488,16 +467,15 @@ fn soak_parallel_cycles() {
         now.as_nanos() as u64
     });
     let started = Instant::now();
-    let (done, runs, mismatches, hangs, failures) = sweep(base, graphs, false);
+    let (tally, runs) = sweep(base, graphs, false);
     println!(
-        "soak: base seed {base}; {done} graphs, {runs} runs over {} configs in {:.1} min; \
-         differences {mismatches}, hangs {hangs}",
+        "soak: base seed {base}; {} graphs, {runs} runs over {} configs in {:.1} min; \
+         differences {}, hangs {}",
+        tally.graphs,
         stress_configs().len(),
-        started.elapsed().as_secs_f64() / 60.0
+        started.elapsed().as_secs_f64() / 60.0,
+        tally.mismatches,
+        tally.hangs
     );
-    assert!(
-        mismatches == 0 && hangs == 0,
-        "soak found {mismatches} differences and {hangs} hangs:\n{}",
-        failures.join("\n")
-    );
+    tally.assert_clean();
 }

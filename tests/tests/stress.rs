@@ -30,7 +30,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_tests::dag::{Graph, Matrix, Rng};
+use weft_tests::dag::{Graph, Matrix, Rng, Tally};
 use weft_tests::{quiet_injected_panics, Config};
 
 /// Base seed of the CI run; the graph seeds are drawn from it.
@@ -110,40 +110,24 @@ fn soak_random_dags() {
     let mut seeds = Rng(base);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
-    let (mut graphs, mut mismatches, mut hangs) = (0u64, 0u64, 0u64);
-    let mut failures = Vec::new();
+    let mut tally = Tally::default();
     let mut nodes = 0u64;
     while Instant::now() < deadline {
         let seed = seeds.next_u64();
         let graph = Arc::new(stress_graph(seed));
         nodes += graph.nodes.len() as u64;
         let report = matrix.check(seed, &graph);
-        graphs += 1;
-        mismatches += report.mismatches.len() as u64;
-        hangs += report.hangs.len() as u64;
-        if (!report.mismatches.is_empty() || !report.hangs.is_empty()) && failures.len() < 5 {
-            failures.push(format!(
-                "seed {seed:#x}: mismatches {:?}, hangs {:?}\n{}",
-                report.mismatches,
-                report
-                    .hangs
-                    .iter()
-                    .map(Config::to_string)
-                    .collect::<Vec<_>>(),
-                graph.describe()
-            ));
-        }
+        tally.add(seed, &graph, &report);
     }
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     println!(
-        "soak: base seed {base:#x}; {graphs} graphs ({nodes} nodes), {} runs over {} configs \
-         in {minutes:.2} min; mismatches {mismatches}, hangs {hangs}",
+        "soak: base seed {base:#x}; {} graphs ({nodes} nodes), {} runs over {} configs \
+         in {minutes:.2} min; mismatches {}, hangs {}",
+        tally.graphs,
         matrix.runs,
-        matrix.runtimes.len()
+        matrix.runtimes.len(),
+        tally.mismatches,
+        tally.hangs
     );
-    assert!(
-        mismatches == 0 && hangs == 0,
-        "soak found {mismatches} mismatches and {hangs} hangs; first failures:\n{}",
-        failures.join("\n")
-    );
+    tally.assert_clean();
 }
