@@ -24,9 +24,17 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
         .map_err(|_| format!("unknown mode `{s}` (expected fibers, threads or serial)"))
 }
 
+/// The most worker threads `-j` (and `weft simulate --workers`) accepts:
+/// far above any machine Weft runs on, low enough that a typo (`-j 100000`)
+/// is a usage error instead of minutes of thread start-up.
+pub const MAX_JOBS: usize = 1024;
+
 fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=MAX_JOBS).contains(&n) => Ok(n),
+        Ok(n) if n > MAX_JOBS => Err(format!(
+            "{n} threads is more than the maximum of {MAX_JOBS}"
+        )),
         _ => Err(format!("`{s}` is not a positive number of threads")),
     }
 }

@@ -414,6 +414,11 @@ impl Evaluator<'_, '_> {
         };
         if ty.signed() {
             let (x, y) = (a.signed(), b.signed());
+            // `MIN % -1` is 0 in i128 arithmetic, but overflows in `ty`
+            // (as `MIN / -1` does): rustc rejects both (E0080).
+            if op == BinOp::Rem && y == -1 && Val::from_i128(ty, -x).is_none() {
+                return Err(overflow(what));
+            }
             let v = match op {
                 BinOp::Add => x.checked_add(y),
                 BinOp::Sub => x.checked_sub(y),

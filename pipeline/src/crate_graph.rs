@@ -99,6 +99,16 @@ impl CrateGraph {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
             return Ok(single(path, stem.as_deref().unwrap_or("main")));
         }
+        if !meta.is_dir() {
+            // A FIFO, socket or device (`/dev/null`): never opened.
+            return Err(InputError::Unreadable {
+                path: path.display().to_string(),
+                message: format!(
+                    "it is {}, not a directory or a `.rs` file",
+                    crate::source::file_kind(&meta)
+                ),
+            });
+        }
         std::fs::read_dir(path).map_err(|e| InputError::Unreadable {
             path: path.display().to_string(),
             message: e.to_string(),

@@ -260,7 +260,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) db: &'a Db,
     pub(crate) imports: Vec<Import>,
     pub(crate) impls: Vec<PendingImpl>,
-    pub(crate) loaded: BTreeSet<PathBuf>,
+    /// Every module file loaded so far (canonical path) and the module it
+    /// is the file of: a file reached again is not loaded twice.
+    pub(crate) loaded: BTreeMap<PathBuf, u32>,
 }
 
 fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
@@ -298,7 +300,7 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
         db,
         imports: Vec::new(),
         impls: Vec::new(),
-        loaded: BTreeSet::new(),
+        loaded: BTreeMap::new(),
     };
     b.map.defs.push(DefData {
         name: data.name.clone(),
@@ -316,6 +318,10 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
     });
     let root = data.root_file.clone();
     let child_dir = root.parent().map(FsPath::to_path_buf).unwrap_or_default();
+    b.loaded.insert(
+        std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()),
+        0,
+    );
     b.load_modules(
         cx,
         vec![crate::module_tree::FileJob {

@@ -377,18 +377,51 @@ impl Builder<'_> {
             }
         };
         if let Some((f, dir)) = found {
+            let shown = self.db.display_path(&self.map.files[file as usize].0);
+            // A FIFO, socket or device is refused before anything opens it
+            // (opening a FIFO blocks until a writer comes).
+            if let Ok(meta) = std::fs::metadata(&f) {
+                if !meta.is_file() && !meta.is_dir() {
+                    let msg = format!(
+                        "cannot load module `{name}`: `{}` is {}, not a regular file",
+                        self.db.display_path(&f),
+                        crate::source::file_kind(&meta)
+                    );
+                    self.map
+                        .diagnostics
+                        .push(diag(shown, pos, Severity::Error, msg));
+                    return;
+                }
+            }
             let canonical = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
-            if !self.loaded.insert(canonical) {
-                let shown = self.db.display_path(&self.map.files[file as usize].0);
-                let msg = format!(
-                    "file `{}` is already loaded as another module; not loaded again",
-                    self.db.display_path(&f)
-                );
-                self.map
-                    .diagnostics
-                    .push(diag(shown, pos, Severity::Warning, msg));
+            if let Some(&owner) = self.loaded.get(&canonical) {
+                // The file of this module or of one of its ancestors: a
+                // circular module, as rustc reports it; else a second
+                // `#[path]` to a file loaded elsewhere.
+                let circular =
+                    std::iter::successors(Some(module), |&m| self.map.modules[m as usize].parent)
+                        .any(|m| m == owner);
+                let (severity, msg) = if circular {
+                    (
+                        Severity::Error,
+                        format!(
+                            "circular modules: `{shown}` -> `{}`",
+                            self.db.display_path(&f)
+                        ),
+                    )
+                } else {
+                    (
+                        Severity::Warning,
+                        format!(
+                            "file `{}` is already loaded as another module; not loaded again",
+                            self.db.display_path(&f)
+                        ),
+                    )
+                };
+                self.map.diagnostics.push(diag(shown, pos, severity, msg));
                 return;
             }
+            self.loaded.insert(canonical, module);
             next.push(FileJob {
                 file: f,
                 module,

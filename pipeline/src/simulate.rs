@@ -106,6 +106,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             "--workers: every count must be at least 1".into()
         ));
     }
+    if let Some(n) = args.workers.iter().find(|&&n| n > crate::cli::MAX_JOBS) {
+        bail!(UsageError(format!(
+            "--workers: {n} is more than the maximum of {}",
+            crate::cli::MAX_JOBS
+        )));
+    }
     print!("{}", report(&profile, &args.workers, &args.mode));
     Ok(())
 }

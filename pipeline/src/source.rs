@@ -43,6 +43,13 @@ fn read(path: &std::path::Path) -> Result<Arc<str>, String> {
     if meta.is_dir() {
         return Err("cannot read file: it is a directory".to_string());
     }
+    if !meta.is_file() {
+        // Never opened: opening a FIFO blocks until a writer comes.
+        return Err(format!(
+            "cannot read file: it is {}, not a regular file",
+            file_kind(&meta)
+        ));
+    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!(
             "file too large: {} bytes (the limit is {} bytes); skipped",
@@ -66,6 +73,30 @@ fn read(path: &std::path::Path) -> Result<Arc<str>, String> {
             e.utf8_error().valid_up_to()
         )),
     }
+}
+
+/// What a file that is neither a regular file nor a directory is, for
+/// messages ("a FIFO", "a socket", ...).
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    let _ = meta;
+    "a special file"
 }
 
 /// A parsed and lowered file.

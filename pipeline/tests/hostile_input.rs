@@ -1,0 +1,180 @@
+//! Issue 14 ("`weft analyze` survives any input"): generated crates that
+//! once hung, misread or accepted what rustc rejects. Each runs under the
+//! CLI tests' timeout in every mode and asserts the exit status, the
+//! diagnostic's text and position, and byte-identical stdout across modes.
+//!
+//! Covered here: non-regular module files (point 1), the `-j` maximum
+//! (point 3), `MIN % -1` (point 5), circular modules (point 6).
+
+mod common;
+
+use common::{weft, TempDir, MODES};
+
+/// A crate in a fresh directory: `Cargo.toml` with an empty `[workspace]`
+/// and `src/lib.rs` = `lib`.
+fn krate(name: &str, lib: &str) -> TempDir {
+    let t = TempDir::new(name);
+    t.write(
+        "Cargo.toml",
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+    );
+    t.write("src/lib.rs", lib);
+    t
+}
+
+/// Runs `weft analyze dir -j 2` in every mode; asserts exit `status`, the
+/// same stdout in every mode, and returns it.
+fn analyze_all_modes(t: &TempDir, status: i32) -> String {
+    let dir = t.0.to_str().expect("UTF-8 temp path");
+    let mut first: Option<(String, String)> = None;
+    for &mode in MODES {
+        let run = weft(&["analyze", dir, "--mode", mode, "-j", "2"]);
+        assert_eq!(
+            run.status, status,
+            "{mode}: exit status; stderr:\n{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{mode}: {}", run.stderr);
+        match &first {
+            None => first = Some((mode.to_string(), run.stdout)),
+            Some((m, out)) => assert_eq!(
+                &run.stdout,
+                out,
+                "stdout differs between {m} and {mode}:\n{}",
+                common::first_difference(out, &run.stdout)
+            ),
+        }
+    }
+    first.expect("at least one mode").1
+}
+
+fn assert_line(out: &str, line: &str) {
+    assert!(
+        out.lines().any(|l| l == line),
+        "no line `{line}` in:\n{out}"
+    );
+}
+
+/// Point 1: a FIFO as a module file is refused at the `mod` line without
+/// being opened (opening it would block forever); the rest is analyzed.
+#[cfg(unix)]
+#[test]
+fn fifo_module_is_refused_at_the_mod_line() {
+    let t = krate(
+        "fifo",
+        "pub const A: u32 = 1;\nmod f;\npub const B: u32 = A + 1;\n",
+    );
+    let fifo = t.join("src/f.rs");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let out = analyze_all_modes(&t, 0);
+    assert_line(
+        &out,
+        "src/lib.rs:2:5: error: cannot load module `f`: `src/f.rs` is a FIFO, not a regular file",
+    );
+    assert_line(&out, "    B = 2");
+}
+
+/// Point 1 (and 7): a FIFO, or `/dev/null`, named as what to analyze is
+/// refused with exit 2 and a message that says what it is, never opened.
+#[cfg(unix)]
+#[test]
+fn special_file_as_the_path_is_refused() {
+    let t = TempDir::new("fifo-root");
+    let fifo = t.join("root.rs");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    for (path, kind) in [
+        (fifo.to_str().unwrap(), "a FIFO"),
+        ("/dev/null", "a character device"),
+    ] {
+        for &mode in MODES {
+            let run = weft(&["analyze", path, "--mode", mode]);
+            assert_eq!(run.status, 2, "{mode} {path}: {}", run.stderr);
+            let expected =
+                format!("cannot read `{path}`: it is {kind}, not a directory or a `.rs` file");
+            assert!(
+                run.stderr.contains(&expected),
+                "{mode} {path}: {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+/// Point 3: `-j` above the documented maximum (1,024) is a usage error
+/// (exit 2, a clear message), in `analyze` and in `synth`.
+#[test]
+fn jobs_above_the_maximum_are_refused() {
+    let t = krate("jobs", "pub const A: u32 = 1;\n");
+    let dir = t.0.to_str().unwrap();
+    for args in [
+        vec!["analyze", dir, "-j", "100000"],
+        vec!["synth", "--shape", "chain", "-j", "4000"],
+    ] {
+        let run = weft(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("is more than the maximum of 1024"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let run = weft(&["analyze", dir, "-j", "1024"]);
+    assert_eq!(run.status, 0, "-j 1024 is allowed: {}", run.stderr);
+}
+
+/// Point 5: `MIN % -1` overflows like `MIN / -1` (rustc: E0080); `-7 % -1`
+/// is 0.
+#[test]
+fn min_rem_minus_one_overflows() {
+    let t = krate(
+        "rem",
+        "pub const R64: i64 = i64::MIN % -1;\npub const R32: i32 = i32::MIN % -1;\n\
+         pub const R8: i8 = -128 % -1;\npub const FINE: i32 = -7 % -1;\npub const D64: i64 = i64::MIN / -1;\n",
+    );
+    let out = analyze_all_modes(&t, 0);
+    for (line, name) in [(1, "R64"), (2, "R32"), (3, "R8")] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("src/lib.rs:{line}:"))
+                && l.ends_with(&format!(
+                    "error: cannot evaluate constant `{name}`: attempt to calculate the remainder with overflow"
+                ))),
+            "no overflow error for {name}:\n{out}"
+        );
+    }
+    assert_line(&out, "    FINE = 0");
+    assert!(out.contains("attempt to divide with overflow"), "{out}");
+}
+
+/// Point 6: `#[path = "lib.rs"] mod me;` inside `lib.rs` is a circular
+/// module (an error at the `mod` line, as rustc's "circular modules"); the
+/// root is not loaded a second time.
+#[test]
+fn circular_module_is_an_error() {
+    let t = krate(
+        "circular",
+        "pub const OK: u32 = 7;\n#[path = \"lib.rs\"]\nmod me;\nmod a;\n",
+    );
+    t.write(
+        "src/a.rs",
+        "#[path = \"lib.rs\"]\nmod back;\npub const A: u32 = 1;\n",
+    );
+    let out = analyze_all_modes(&t, 0);
+    assert_line(
+        &out,
+        "src/lib.rs:3:5: error: circular modules: `src/lib.rs` -> `src/lib.rs`",
+    );
+    assert_line(
+        &out,
+        "src/a.rs:2:5: error: circular modules: `src/a.rs` -> `src/lib.rs`",
+    );
+    assert!(!out.contains("me::OK"), "the root was loaded again:\n{out}");
+    assert_line(&out, "  files: 2");
+}
