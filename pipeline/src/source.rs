@@ -173,22 +173,51 @@ pub fn parse_text(text: &str) -> ParsedFile {
 /// Deepest delimiter nesting that is parsed.
 pub const MAX_NESTING: u32 = 256;
 
-/// Longest run of operator characters between two delimiters or separators.
-pub const MAX_OPERATOR_RUN: u32 = 4096;
+/// Most tokens in one statement: between two `;` or `,` of one block, or
+/// item keywords; a `{ .. }` block inside counts as one.
+pub const MAX_STATEMENT_TOKENS: u32 = 4096;
 
-/// Refuses text whose shape would make the recursive parser overflow its
-/// stack: delimiters nested deeper than [`MAX_NESTING`], or more than
-/// [`MAX_OPERATOR_RUN`] operators in one expression without a delimiter or
-/// separator. Comments, strings and char literals are skipped. Real code is
-/// far from both limits.
+/// Item and statement keywords that start a new statement for
+/// [`MAX_STATEMENT_TOKENS`] (resetting is only ever more lenient).
+const STATEMENT_KEYWORDS: &[&str] = &[
+    "fn", "pub", "impl", "struct", "enum", "union", "mod", "trait", "use", "const", "static",
+    "type", "let", "extern",
+];
+
+/// Refuses text whose shape would make the recursive parser (or the drop
+/// of its tree, or the lowering) overflow its stack: delimiters nested
+/// deeper than [`MAX_NESTING`], or one statement of more than
+/// [`MAX_STATEMENT_TOKENS`] tokens. Every deep syntax tree is one of the
+/// two: nesting through delimiters, or a long chain within one statement —
+/// of operators (`!!!…x`, `(1)+(1)+…`, `a = b = …`), postfix calls
+/// (`x.map(f).flatten()…`, `x??…`) or keywords (`x as u8 as u8 …`,
+/// `return return …`) — whatever the delimiters around its operands.
+/// Comments, strings and char literals are skipped. Real code is far from
+/// both limits; the result is the same in every mode, whatever the stack.
 pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
     let b = text.as_bytes();
     let (mut i, mut line, mut line_start) = (0usize, 1u32, 0usize);
-    let (mut depth, mut ops) = (0u32, 0u32);
+    let mut depth = 0u32;
+    // Tokens of the current statement, one counter per open `{` block.
+    let mut tokens: Vec<u32> = vec![0];
     let pos = |i: usize, line: u32, line_start: usize| Pos {
         line,
         col: text[line_start..i].chars().count() as u32 + 1,
     };
+    macro_rules! count {
+        ($i:expr) => {{
+            let t = tokens.last_mut().expect("the file level is never popped");
+            *t += 1;
+            if *t > MAX_STATEMENT_TOKENS {
+                return Err((
+                    pos($i, line, line_start),
+                    format!(
+                        "more than {MAX_STATEMENT_TOKENS} tokens in one statement; file skipped"
+                    ),
+                ));
+            }
+        }};
+    }
     while i < b.len() {
         match b[i] {
             b'\n' => {
@@ -258,6 +287,7 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
                 }
             }
             b'"' => {
+                count!(i);
                 i += 1;
                 while i < b.len() && b[i] != b'"' {
                     if b[i] == b'\\' {
@@ -284,30 +314,41 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
             }
             b'(' | b'[' | b'{' => {
                 depth += 1;
-                ops = 0;
                 if depth > MAX_NESTING {
                     return Err((
                         pos(i, line, line_start),
                         format!("delimiters nested more than {MAX_NESTING} deep; file skipped"),
                     ));
                 }
+                if b[i] == b'{' {
+                    tokens.push(0);
+                } else {
+                    count!(i);
+                }
             }
             b')' | b']' | b'}' => {
                 depth = depth.saturating_sub(1);
-                ops = 0;
-            }
-            b';' | b',' => ops = 0,
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'&' | b'|' | b'^' | b'<' | b'>' | b'=' | b'.' => {
-                ops += 1;
-                if ops > MAX_OPERATOR_RUN {
-                    return Err((
-                        pos(i, line, line_start),
-                        format!(
-                            "more than {MAX_OPERATOR_RUN} operators in one expression; file skipped"
-                        ),
-                    ));
+                if b[i] == b'}' && tokens.len() > 1 {
+                    tokens.pop();
                 }
+                // A closed block is one token of the statement around it.
+                count!(i);
             }
+            b';' | b',' => *tokens.last_mut().expect("file level") = 0,
+            c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                if STATEMENT_KEYWORDS.contains(&&text[start..i]) {
+                    *tokens.last_mut().expect("file level") = 0;
+                } else {
+                    count!(start);
+                }
+                continue;
+            }
+            c if !c.is_ascii_whitespace() => count!(i),
             _ => {}
         }
         i += 1;
@@ -335,8 +376,34 @@ mod tests {
     }
 
     #[test]
-    fn long_operator_chains_are_refused() {
-        let text = format!("const A: u32 = {};", vec!["1"; 5000].join("+"));
-        assert!(check_shape(&text).unwrap_err().1.contains("operators"));
+    fn long_chains_in_one_statement_are_refused() {
+        let chains = [
+            format!("const A: u32 = {};", vec!["1"; 5000].join("+")),
+            format!("const B: bool = {}true;", "!".repeat(5000)),
+            format!("const C: i64 = {};", vec!["(1)"; 5000].join("+")),
+            format!("const D: i64 = {};", vec!["{1}"; 5000].join("+")),
+            format!(
+                "fn f() {{ let _ = x{}; }}",
+                ".map(Some).flatten()".repeat(1000)
+            ),
+            format!("fn f() {{ let _ = x{}; }}", " as u8".repeat(3000)),
+            format!("fn f() -> R {{ x{} }}", "?".repeat(5000)),
+        ];
+        for text in chains {
+            let err = check_shape(&text).unwrap_err();
+            assert!(err.1.contains("tokens in one statement"), "{}", &text[..40]);
+        }
+    }
+
+    #[test]
+    fn many_items_and_statements_pass() {
+        let fns: String = (0..3000)
+            .map(|i| format!("    pub fn f{i}(&self) -> u32 {{ self.x.y(1, 2) + {i} }}\n"))
+            .collect();
+        assert!(check_shape(&format!("impl X {{\n{fns}}}\n")).is_ok());
+        let stmts: String = (0..3000)
+            .map(|i| format!("let a{i} = b.c(d) + e;\n"))
+            .collect();
+        assert!(check_shape(&format!("fn f() {{\n{stmts}}}\n")).is_ok());
     }
 }

@@ -3,8 +3,9 @@
 //! CLI tests' timeout in every mode and asserts the exit status, the
 //! diagnostic's text and position, and byte-identical stdout across modes.
 //!
-//! Covered here: non-regular module files (point 1), the `-j` maximum
-//! (point 3), `MIN % -1` (point 5), circular modules (point 6).
+//! Covered here: non-regular files as modules or as the path (points 1
+//! and 7), the `-j` maximum (point 3), deep syntax (point 4), `MIN % -1`
+//! (point 5), circular modules (point 6).
 
 mod common;
 
@@ -177,4 +178,77 @@ fn circular_module_is_an_error() {
     );
     assert!(!out.contains("me::OK"), "the root was loaded again:\n{out}");
     assert_line(&out, "  files: 2");
+}
+
+/// Point 4: syntax nested deep enough to overflow a recursive parser is a
+/// diagnostic (never an abort), the same in every mode: the three
+/// shapes and others of the same kinds (keyword and postfix chains, blocks
+/// as operands). Each sits in a module of its own; the rest of the crate is
+/// analyzed.
+#[test]
+fn deep_syntax_is_a_diagnostic_in_every_mode() {
+    let shapes: Vec<(&str, String)> = vec![
+        (
+            "nots",
+            format!("pub const B: bool = {}true;\n", "!".repeat(10_000)),
+        ),
+        (
+            "parens",
+            format!("pub const P: i64 = {};\n", vec!["(1)"; 100_000].join("+")),
+        ),
+        (
+            "chain",
+            format!(
+                "pub fn f(x: Option<Option<u8>>) {{\n    let _ = x{};\n}}\n",
+                ".map(Some).flatten()".repeat(50_000)
+            ),
+        ),
+        (
+            "blocks",
+            format!("pub const K: i64 = {};\n", vec!["{1}"; 50_000].join("+")),
+        ),
+        (
+            "casts",
+            format!(
+                "pub fn g(x: u8) -> u8 {{\n    x{}\n}}\n",
+                " as u8".repeat(20_000)
+            ),
+        ),
+        (
+            "tries",
+            format!(
+                "pub fn h(x: R) -> R {{\n    Ok(x{})\n}}\n",
+                "?".repeat(20_000)
+            ),
+        ),
+        (
+            "derefs",
+            format!(
+                "pub fn d(x: u8) -> u8 {{\n    {}x\n}}\n",
+                "*".repeat(20_000)
+            ),
+        ),
+    ];
+    let mut decls = String::new();
+    for (name, _) in &shapes {
+        decls.push_str(&format!("mod {name};\n"));
+    }
+    decls.push_str("pub const STILL: u32 = 41 + 1;\n");
+    let t = krate("deep", &decls);
+    for (name, text) in &shapes {
+        t.write(&format!("src/{name}.rs"), text);
+    }
+    let out = analyze_all_modes(&t, 0);
+    for (name, _) in &shapes {
+        let prefix = format!("src/{name}.rs:");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no diagnostic for {name}:\n{out}"));
+        assert!(
+            line.ends_with("error: more than 4096 tokens in one statement; file skipped"),
+            "{line}"
+        );
+    }
+    assert_line(&out, "    STILL = 42");
 }

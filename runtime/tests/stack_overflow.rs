@@ -81,7 +81,7 @@ fn fiber_overflow_names_worker_and_query() {
     assert!(
         stderr.contains(
             "weft: fiber stack overflow on worker 3 while computing const_value(a::A); \
-             stack size 65536 bytes; raise it with --stack-size or Runtime::builder().stack_size()"
+             stack size 65536 bytes (Runtime::builder().stack_size() sets it)"
         ),
         "{stderr}"
     );

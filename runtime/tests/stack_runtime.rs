@@ -147,8 +147,8 @@ fn fiber_overflow_in_a_task_is_reported() {
     );
     assert!(
         stderr.contains(
-            " while computing const_value(a::A); stack size 262144 bytes; raise it with \
-             --stack-size or Runtime::builder().stack_size()"
+            " while computing const_value(a::A); stack size 262144 bytes \
+             (Runtime::builder().stack_size() sets it)"
         ),
         "{stderr}"
     );

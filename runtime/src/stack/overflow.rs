@@ -224,9 +224,7 @@ fn report(kind: StackKind, stack_size: usize) {
     msg.push_usize(stack_size);
     match kind {
         StackKind::Thread => {}
-        StackKind::Fiber => {
-            msg.push(b" bytes; raise it with --stack-size or Runtime::builder().stack_size()\n")
-        }
+        StackKind::Fiber => msg.push(b" bytes (Runtime::builder().stack_size() sets it)\n"),
         StackKind::Segment => msg.push(
             b" bytes; recursive code must call weft_runtime::ensure_sufficient_stack more often\n",
         ),
