@@ -91,24 +91,58 @@ impl Query for PanicGraphQuery {
     }
 }
 
+/// Steps kept at the end of every witness node ([`Witness::tail`]).
+pub const WITNESS_TAIL: usize = 5;
+
 /// A witness: functions from the one asked about to the one with the panic
-/// site (crate-qualified paths), then the site.
+/// site (crate-qualified paths), then the site — as a linked list whose
+/// rest is the witness of the next function. Witnesses share their rest,
+/// so the witnesses of a call chain of `N` functions take O(N) memory, not
+/// O(N²).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Witness {
-    /// Crate-qualified function paths.
-    pub chain: Vec<Arc<str>>,
-    /// `panic! at src/lib.rs:3:5`.
-    pub site: Arc<str>,
+    /// A crate-qualified function path, or, last, the site
+    /// (`panic! at src/lib.rs:3:5`).
+    pub step: Arc<str>,
+    /// The rest of the chain; `None` after the site.
+    pub next: Option<Arc<Witness>>,
+    /// Steps from here to the site, both included.
+    pub len: usize,
+    /// The last `min(len, WITNESS_TAIL)` steps (shared with the rest).
+    pub tail: Arc<[Arc<str>]>,
 }
 
 impl Witness {
-    /// The chain and the site as one list.
-    pub fn steps(&self) -> Vec<String> {
-        self.chain
-            .iter()
-            .map(|s| s.to_string())
-            .chain(std::iter::once(self.site.to_string()))
-            .collect()
+    /// The last step, a site.
+    fn site(step: Arc<str>) -> Witness {
+        Witness {
+            tail: Arc::from([step.clone()]),
+            step,
+            next: None,
+            len: 1,
+        }
+    }
+
+    /// `step`, then `rest`.
+    fn then(step: Arc<str>, rest: Arc<Witness>) -> Witness {
+        let tail = if rest.len >= WITNESS_TAIL {
+            rest.tail.clone()
+        } else {
+            std::iter::once(step.clone())
+                .chain(rest.tail.iter().cloned())
+                .collect()
+        };
+        Witness {
+            step,
+            len: rest.len + 1,
+            next: Some(rest),
+            tail,
+        }
+    }
+
+    /// Every step, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &Arc<str>> {
+        std::iter::successors(Some(self), |w| w.next.as_deref()).map(|w| &w.step)
     }
 }
 
@@ -124,39 +158,31 @@ impl Query for MayPanicQuery {
     fn compute(cx: &Cx<'_>, f: &DefId) -> Option<Arc<Witness>> {
         let graph = cx.get::<PanicGraphQuery>(f.krate);
         let map = cx.get::<DefMapQuery>(f.krate);
-        let mut chain = Vec::new();
-        let mut cur = f.index;
-        loop {
-            let (_, next) = *graph.info.get(&cur)?;
-            chain.push(qualified(cx, &map, cur));
-            match next {
-                Next::Site(i) => {
-                    let def = &map.defs[cur as usize];
-                    let DefKind::Fn { body, .. } = &def.kind else {
-                        return None;
-                    };
-                    let site = &body.panics[i];
-                    let file = cx.db().display_path(&map.files[def.file as usize].0);
-                    let text = format!(
-                        "{} at {}:{}:{}",
-                        site.what, file, site.pos.line, site.pos.col
-                    );
-                    return Some(Arc::new(Witness {
-                        chain,
-                        site: Arc::from(text),
-                    }));
-                }
-                Next::Local(g) => cur = g,
-                Next::Extern(d) => {
-                    let rest = cx.get::<MayPanicQuery>(d)?;
-                    chain.extend(rest.chain.iter().cloned());
-                    return Some(Arc::new(Witness {
-                        chain,
-                        site: rest.site.clone(),
-                    }));
-                }
+        let (_, next) = *graph.info.get(&f.index)?;
+        // The rest is the next function's witness (a query: memoized, so
+        // a call chain is walked once, not once per function on it; the
+        // steps strictly approach a site, so this recursion has no cycle).
+        let rest = match next {
+            Next::Site(i) => {
+                let def = &map.defs[f.index as usize];
+                let DefKind::Fn { body, .. } = &def.kind else {
+                    return None;
+                };
+                let site = &body.panics[i];
+                let file = cx.db().display_path(&map.files[def.file as usize].0);
+                let text = format!(
+                    "{} at {}:{}:{}",
+                    site.what, file, site.pos.line, site.pos.col
+                );
+                Arc::new(Witness::site(Arc::from(text)))
             }
-        }
+            Next::Local(g) => cx.get::<MayPanicQuery>(DefId {
+                krate: f.krate,
+                index: g,
+            })?,
+            Next::Extern(d) => cx.get::<MayPanicQuery>(d)?,
+        };
+        Some(Arc::new(Witness::then(qualified(cx, &map, f.index), rest)))
     }
 }
 
@@ -191,7 +217,7 @@ fn panic_graph(cx: &Cx<'_>, krate: CrateId) -> PanicGraph {
     let ext_dist: FxHashMap<DefId, u32> = externs
         .iter()
         .zip(ext_w)
-        .filter_map(|(d, w)| w.map(|w| (*d, w.chain.len() as u32)))
+        .filter_map(|(d, w)| w.map(|w| (*d, (w.len - 1) as u32)))
         .collect();
 
     let n = fns.len();

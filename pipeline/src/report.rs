@@ -27,6 +27,8 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use serde::Serialize;
 use weft_queries::{Diagnostic, Query, Severity};
 
@@ -34,7 +36,7 @@ use crate::consts::{cycle_message, ConstValue, ConstValueQuery};
 use crate::crate_graph::CrateId;
 use crate::db::{ConstKey, Cx, Db, DefId};
 use crate::def_map::{DefKind, DefMapQuery};
-use crate::panics::{MayPanicQuery, PanicGraphQuery};
+use crate::panics::{MayPanicQuery, PanicGraphQuery, Witness, WITNESS_TAIL};
 
 /// An unresolved import in a report.
 #[derive(Debug, Clone, Serialize)]
@@ -63,8 +65,24 @@ pub struct ConstOut {
 pub struct PanicOut {
     /// Path within the crate.
     pub path: String,
-    /// Crate-qualified functions from this one to the panic site, then the site.
-    pub witness: Vec<String>,
+    /// Its witness: the index of its first step in the crate's
+    /// [`CrateReport::witness_table`].
+    pub witness: usize,
+    /// The witness itself: crate-qualified functions from this one to the
+    /// panic site, then the site.
+    #[serde(skip)]
+    pub chain: Arc<Witness>,
+}
+
+/// One step of a witness in [`CrateReport::witness_table`]: witnesses
+/// share their rest (the witness of the next function), so the table of a
+/// call chain of `N` functions has `N` rows, not `N²/2`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WitnessStep {
+    /// A crate-qualified function path, or, last, the panic site.
+    pub step: String,
+    /// The row of the next step; `null` after the site.
+    pub next: Option<usize>,
 }
 
 /// One crate's findings.
@@ -92,6 +110,8 @@ pub struct CrateReport {
     pub unknown_consts: usize,
     /// Public functions that may panic.
     pub may_panic: Vec<PanicOut>,
+    /// The steps of the `may_panic` witnesses, each once.
+    pub witness_table: Vec<WitnessStep>,
     /// This crate's diagnostics (printed after all crates).
     #[serde(skip)]
     pub diagnostics: Vec<Diagnostic>,
@@ -202,13 +222,19 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
         .iter()
         .zip(witnesses)
         .filter_map(|(f, w)| {
-            w.map(|w| PanicOut {
+            w.map(|chain| PanicOut {
                 path: map.def(*f).path.to_string(),
-                witness: w.steps(),
+                witness: 0,
+                chain,
             })
         })
         .collect();
-    may_panic.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.witness.cmp(&b.witness)));
+    may_panic.sort_by(|a, b| {
+        a.path
+            .cmp(&b.path)
+            .then_with(|| a.chain.steps().cmp(b.chain.steps()))
+    });
+    let witness_table = witness_table(&mut may_panic);
 
     diagnostics.sort();
     diagnostics.dedup();
@@ -233,6 +259,7 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
         consts: evaluated,
         unknown_consts: unknown,
         may_panic,
+        witness_table,
         diagnostics,
     }
 }
@@ -272,6 +299,54 @@ pub fn all_diagnostics(reports: &[Arc<CrateReport>]) -> Vec<Diagnostic> {
     all
 }
 
+/// Numbers every witness node once, in the order of the (sorted)
+/// `may_panic` list and then along each chain, sets each entry's
+/// `witness`, and returns the table. Nodes are shared by the memoized
+/// `may_panic` queries, the same in every mode, so the table is too.
+fn witness_table(may_panic: &mut [PanicOut]) -> Vec<WitnessStep> {
+    let mut index: FxHashMap<*const Witness, usize> = FxHashMap::default();
+    let mut nodes: Vec<Arc<Witness>> = Vec::new();
+    for p in may_panic.iter_mut() {
+        let mut at = Some(p.chain.clone());
+        let mut start = None;
+        while let Some(node) = at {
+            if let Some(&i) = index.get(&Arc::as_ptr(&node)) {
+                start.get_or_insert(i);
+                break;
+            }
+            let i = nodes.len();
+            index.insert(Arc::as_ptr(&node), i);
+            start.get_or_insert(i);
+            at = node.next.clone();
+            nodes.push(node);
+        }
+        p.witness = start.expect("a witness has a step");
+    }
+    nodes
+        .iter()
+        .map(|n| WitnessStep {
+            step: n.step.to_string(),
+            next: n.next.as_ref().map(|x| index[&Arc::as_ptr(x)]),
+        })
+        .collect()
+}
+
+/// A witness for the text report: whole when short, else its first and
+/// last [`WITNESS_TAIL`] steps around a count (the JSON keeps it whole).
+fn short_witness(w: &Witness) -> String {
+    if w.len <= 2 * WITNESS_TAIL + 1 {
+        return w.steps().map(|s| &**s).collect::<Vec<_>>().join(" -> ");
+    }
+    let head: Vec<&str> = w.steps().take(WITNESS_TAIL).map(|s| &**s).collect();
+    let tail: Vec<&str> = w.tail.iter().map(|s| &**s).collect();
+    format!(
+        "{} -> … {} more … -> {}",
+        head.join(" -> "),
+        w.len - 2 * WITNESS_TAIL,
+        tail.join(" -> ")
+    )
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -309,7 +384,7 @@ pub fn render_text(reports: &[Arc<CrateReport>]) -> String {
             plural(r.may_panic.len(), "public function", "public functions")
         );
         for p in &r.may_panic {
-            let _ = writeln!(out, "    {}: {}", p.path, p.witness.join(" -> "));
+            let _ = writeln!(out, "    {}: {}", p.path, short_witness(&p.chain));
         }
         out.push('\n');
     }

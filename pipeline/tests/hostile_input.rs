@@ -252,3 +252,59 @@ fn deep_syntax_is_a_diagnostic_in_every_mode() {
     }
     assert_line(&out, "    STILL = 42");
 }
+
+/// A call chain `f0 → f1 → … → fN` whose last function unwraps.
+fn call_chain(n: usize) -> TempDir {
+    let mut lib: String = (0..n)
+        .map(|i| format!("pub fn f{i}() {{ f{}() }}\n", i + 1))
+        .collect();
+    lib.push_str(&format!("pub fn f{n}() {{ None::<u8>.unwrap(); }}\n"));
+    krate(&format!("chain{n}"), &lib)
+}
+
+/// Point 2: the witnesses of a call chain share their rest, so the report
+/// grows linearly with the chain (it grew with its square: N = 10,000 took
+/// 6.8 GB): doubling the chain at most a little more than doubles the text
+/// and the JSON; long witnesses are shortened in the text, whole in the
+/// JSON (one table row per step).
+#[test]
+fn call_chain_witnesses_stay_linear() {
+    let small = call_chain(1_000);
+    let large = call_chain(2_000);
+    let text_small = analyze_all_modes(&small, 0);
+    let text_large = analyze_all_modes(&large, 0);
+    assert!(
+        text_large.len() < text_small.len() * 5 / 2,
+        "text: {} bytes for 1,000 functions, {} for 2,000",
+        text_small.len(),
+        text_large.len()
+    );
+    assert_line(
+        &text_large,
+        "    f0: chain2000::f0 -> chain2000::f1 -> chain2000::f2 -> chain2000::f3 -> chain2000::f4 \
+         -> … 1992 more … -> chain2000::f1997 -> chain2000::f1998 -> chain2000::f1999 -> \
+         chain2000::f2000 -> .unwrap() at src/lib.rs:2001:29",
+    );
+    let json = |t: &TempDir| {
+        let run = weft(&["analyze", t.0.to_str().unwrap(), "--format", "json"]);
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        run.stdout
+    };
+    let (json_small, json_large) = (json(&small), json(&large));
+    assert!(
+        json_large.len() < json_small.len() * 5 / 2,
+        "JSON: {} bytes, then {}",
+        json_small.len(),
+        json_large.len()
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json_large).expect("JSON");
+    let table = doc["crates"][0]["witness_table"].as_array().expect("table");
+    assert_eq!(table.len(), 2_002, "one row per function, and the site");
+    let mut steps = 0;
+    let mut at = doc["crates"][0]["may_panic"][0]["witness"].as_u64();
+    while let Some(i) = at {
+        steps += 1;
+        at = table[i as usize]["next"].as_u64();
+    }
+    assert_eq!(steps, 2_002, "f0's witness is whole in the JSON");
+}
