@@ -68,6 +68,7 @@ pub struct Analysis {
 /// Loads and analyzes `args.path`; no output except the progress bar.
 pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
     let start = Instant::now();
+    crate::profile_out::check_outputs(&args.run)?;
     let graph = CrateGraph::load(&args.path, args.deps).map_err(|e| UsageError(e.to_string()))?;
     let runtime = runtime_builder(&args.run)
         .stack_size(ANALYZE_STACK_BYTES)

@@ -358,9 +358,12 @@ impl Builder<'_> {
             None => {
                 let flat = child_dir.join(format!("{name}.rs"));
                 let nested = child_dir.join(&**name).join("mod.rs");
-                if flat.exists() {
+                // "Exists" as rustc means it: present, even if unreadable
+                // (a symlink loop is found, then reported as what it is).
+                let present = |p: &FsPath| !matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+                if present(&flat) {
                     Some((flat, child_dir.join(&**name)))
-                } else if nested.exists() {
+                } else if present(&nested) {
                     Some((nested, child_dir.join(&**name)))
                 } else {
                     let shown = self.db.display_path(&self.map.files[file as usize].0);
@@ -378,20 +381,30 @@ impl Builder<'_> {
         };
         if let Some((f, dir)) = found {
             let shown = self.db.display_path(&self.map.files[file as usize].0);
-            // A FIFO, socket or device is refused before anything opens it
-            // (opening a FIFO blocks until a writer comes).
-            if let Ok(meta) = std::fs::metadata(&f) {
-                if !meta.is_file() && !meta.is_dir() {
-                    let msg = format!(
-                        "cannot load module `{name}`: `{}` is {}, not a regular file",
-                        self.db.display_path(&f),
-                        crate::source::file_kind(&meta)
-                    );
-                    self.map
-                        .diagnostics
-                        .push(diag(shown, pos, Severity::Error, msg));
-                    return;
-                }
+            // Anything but a regular file is refused at the `mod` line,
+            // before anything opens it (opening a FIFO blocks until a
+            // writer comes): a directory, a FIFO, a socket, a device, a
+            // symlink loop, a path that cannot be followed.
+            let refused = match std::fs::metadata(&f) {
+                Ok(meta) if meta.is_file() => None,
+                Ok(meta) if meta.is_dir() => Some("is a directory".to_string()),
+                Ok(meta) => Some(format!(
+                    "is {}, not a regular file",
+                    crate::source::file_kind(&meta)
+                )),
+                // Missing (a `#[path]` to nothing): reading reports it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(format!("cannot be read: {e}")),
+            };
+            if let Some(why) = refused {
+                let msg = format!(
+                    "cannot load module `{name}`: `{}` {why}",
+                    self.db.display_path(&f)
+                );
+                self.map
+                    .diagnostics
+                    .push(diag(shown, pos, Severity::Error, msg));
+                return;
             }
             let canonical = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
             if let Some(&owner) = self.loaded.get(&canonical) {

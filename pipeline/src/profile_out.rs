@@ -36,6 +36,27 @@ pub struct Profiling {
     end_ns: Option<u64>,
 }
 
+/// Checks, before any work, that the `--trace` and `--timings` files can
+/// be written (creating them empty), so that a bad path is a usage error
+/// (exit 2) at once, not a failure after the whole run.
+///
+/// # Errors
+///
+/// A [`UsageError`](crate::cli::UsageError) naming the file and the OS error.
+pub fn check_outputs(opts: &RunOpts) -> Result<(), crate::cli::UsageError> {
+    for (what, path) in [("trace", &opts.trace), ("timeline", &opts.timings)] {
+        if let Some(path) = path {
+            File::create(path).map_err(|e| {
+                crate::cli::UsageError(format!(
+                    "cannot write the {what} to {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 impl Profiling {
     /// Turns recording on in `engine` if `opts` asks for a profile, a trace
     /// or a timeline, and starts the wall clock of the run.

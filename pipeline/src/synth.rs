@@ -358,6 +358,9 @@ fn run_once(
     busy_log: Option<&Path>,
     profile: Option<&RunOpts>,
 ) -> anyhow::Result<Outcome> {
+    if let Some(opts) = profile {
+        crate::profile_out::check_outputs(opts)?;
+    }
     if busy_log.is_some() {
         runtime.enable_busy_log();
     }

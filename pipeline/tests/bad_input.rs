@@ -101,9 +101,10 @@ fn module_file_that_is_missing() {
 fn module_file_that_is_a_directory() {
     let t = crate_with_bad_module("directory", "mod bad;");
     std::fs::create_dir_all(t.join("src/bad.rs")).expect("mkdir");
+    // At the `mod` line (issue 14): the directory is never read.
     assert_diagnosed(
         &t,
-        "src/bad.rs:1:1: error: cannot read file: it is a directory",
+        "src/lib.rs:1:5: error: cannot load module `bad`: `src/bad.rs` is a directory",
     );
 }
 

@@ -308,3 +308,56 @@ fn call_chain_witnesses_stay_linear() {
     }
     assert_eq!(steps, 2_002, "f0's witness is whole in the JSON");
 }
+
+/// Point 7: a symlink loop says what it is (not "file not found"), and a
+/// `#[path]` to a directory is reported at its `mod` line.
+#[cfg(unix)]
+#[test]
+fn symlink_loop_and_directory_path_are_reported_at_the_mod_line() {
+    let t = krate(
+        "links",
+        "mod looped;\n#[path = \".\"]\nmod dot;\npub const OK: u32 = 1;\n",
+    );
+    std::os::unix::fs::symlink("looped.rs", t.join("src/looped.rs")).expect("symlink");
+    let out = analyze_all_modes(&t, 0);
+    assert!(
+        out.lines().any(|l| l.starts_with(
+            "src/lib.rs:1:5: error: cannot load module `looped`: `src/looped.rs` cannot be read: "
+        ) && l.contains("symbolic links")),
+        "{out}"
+    );
+    assert_line(
+        &out,
+        "src/lib.rs:3:5: error: cannot load module `dot`: `src` is a directory",
+    );
+    assert_line(&out, "    OK = 1");
+}
+
+/// Point 7: an output path that cannot be written is a usage error before
+/// the analysis runs (exit 2, nothing on stdout), for `--trace` and
+/// `--timings`, in `analyze` and `synth`.
+#[test]
+fn unwritable_output_paths_are_refused_before_the_run() {
+    let t = krate("outputs", "pub const A: u32 = 1;\n");
+    let dir = t.0.to_str().unwrap();
+    let bad = t.join("no/such/dir/out.json");
+    let bad = bad.to_str().unwrap();
+    for args in [
+        vec!["analyze", dir, "--trace", bad],
+        vec!["analyze", dir, "--timings", bad],
+        vec!["synth", "--shape", "chain", "--trace", bad],
+    ] {
+        let run = weft(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("cannot write the"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stdout.contains("crate outputs"),
+            "{args:?} ran: {}",
+            run.stdout
+        );
+    }
+}
