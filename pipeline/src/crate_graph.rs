@@ -140,11 +140,42 @@ impl CrateGraph {
 
     /// `file` relative to the display root when it lies below it.
     pub fn display_path(&self, file: &Path) -> String {
-        file.strip_prefix(&self.display_root)
-            .unwrap_or(file)
-            .display()
-            .to_string()
+        use std::path::Component;
+        if !file.components().any(|c| c == Component::ParentDir) {
+            return file
+                .strip_prefix(&self.display_root)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+        }
+        // `src/../../x.rs` (a `#[path]` out of the crate): resolve the `..`
+        // first, so that a file outside the root shows as absolute, as the
+        // README says, and one inside it relative.
+        let file = lexically_normal(file);
+        let root = lexically_normal(&self.display_root);
+        match file.strip_prefix(&root) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => file.display().to_string(),
+        }
     }
+}
+
+/// `path` made absolute, with `.` and `..` resolved lexically (without
+/// following symlinks, as rustc's module paths do).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn single(file: &Path, name: &str) -> CrateGraph {

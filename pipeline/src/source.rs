@@ -153,16 +153,20 @@ pub fn parse_text(text: &str) -> ParsedFile {
         },
         Err(e) => {
             let lc = e.span().start();
+            let at = Pos {
+                line: lc.line.max(1) as u32,
+                col: lc.column as u32 + 1,
+            };
+            // The lexer's error has no position and says only "cannot
+            // parse string into token stream": find what it met.
+            let (at, msg) = match lex_problem(text) {
+                Some((p, why)) if e.to_string().contains("token stream") => (p, why),
+                _ => (at, e.to_string()),
+            };
             ParsedFile {
                 tree: ItemTree::default(),
                 read: true,
-                error: Some((
-                    Pos {
-                        line: lc.line.max(1) as u32,
-                        col: lc.column as u32 + 1,
-                    },
-                    Arc::from(format!("syntax error: {e}")),
-                )),
+                error: Some((at, Arc::from(format!("syntax error: {msg}")))),
             }
         }
     };
@@ -195,7 +199,23 @@ const STATEMENT_KEYWORDS: &[&str] = &[
 /// Comments, strings and char literals are skipped. Real code is far from
 /// both limits; the result is the same in every mode, whatever the stack.
 pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
+    scan(text).0
+}
+
+/// Where and why text does not even split into tokens — an unclosed,
+/// unexpected or mismatched delimiter, or a NUL byte — for a file that syn
+/// refused with its bare "cannot parse string into token stream".
+pub fn lex_problem(text: &str) -> Option<(Pos, String)> {
+    scan(text).1
+}
+
+/// The scanner of [`check_shape`] and [`lex_problem`]: the shape error, and
+/// the first lexing problem seen.
+fn scan(text: &str) -> (Result<(), (Pos, String)>, Option<(Pos, String)>) {
     let b = text.as_bytes();
+    let mut problem: Option<(Pos, String)> = None;
+    // Open delimiters and where they opened.
+    let mut open: Vec<(u8, Pos)> = Vec::new();
     let (mut i, mut line, mut line_start) = (0usize, 1u32, 0usize);
     let mut depth = 0u32;
     // Tokens of the current statement, one counter per open `{` block.
@@ -209,12 +229,15 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
             let t = tokens.last_mut().expect("the file level is never popped");
             *t += 1;
             if *t > MAX_STATEMENT_TOKENS {
-                return Err((
-                    pos($i, line, line_start),
-                    format!(
-                        "more than {MAX_STATEMENT_TOKENS} tokens in one statement; file skipped"
-                    ),
-                ));
+                return (
+                    Err((
+                        pos($i, line, line_start),
+                        format!(
+                            "more than {MAX_STATEMENT_TOKENS} tokens in one statement; file skipped"
+                        ),
+                    )),
+                    problem,
+                );
             }
         }};
     }
@@ -315,11 +338,15 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err((
-                        pos(i, line, line_start),
-                        format!("delimiters nested more than {MAX_NESTING} deep; file skipped"),
-                    ));
+                    return (
+                        Err((
+                            pos(i, line, line_start),
+                            format!("delimiters nested more than {MAX_NESTING} deep; file skipped"),
+                        )),
+                        problem,
+                    );
                 }
+                open.push((b[i], pos(i, line, line_start)));
                 if b[i] == b'{' {
                     tokens.push(0);
                 } else {
@@ -328,6 +355,25 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
             }
             b')' | b']' | b'}' => {
                 depth = depth.saturating_sub(1);
+                let closing = b[i] as char;
+                match open.pop() {
+                    Some((o, at)) if matching(o) != b[i] => {
+                        problem.get_or_insert((
+                            pos(i, line, line_start),
+                            format!(
+                                "mismatched closing delimiter `{closing}` for `{}` opened at {}:{}",
+                                o as char, at.line, at.col
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        problem.get_or_insert((
+                            pos(i, line, line_start),
+                            format!("unexpected closing delimiter `{closing}`"),
+                        ));
+                    }
+                }
                 if b[i] == b'}' && tokens.len() > 1 {
                     tokens.pop();
                 }
@@ -335,6 +381,12 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
                 count!(i);
             }
             b';' | b',' => *tokens.last_mut().expect("file level") = 0,
+            0 => {
+                problem.get_or_insert((
+                    pos(i, line, line_start),
+                    "the file contains a NUL byte".into(),
+                ));
+            }
             c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
                 let start = i;
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
@@ -353,7 +405,19 @@ pub fn check_shape(text: &str) -> Result<(), (Pos, String)> {
         }
         i += 1;
     }
-    Ok(())
+    if let Some((o, at)) = open.first() {
+        problem.get_or_insert((*at, format!("unclosed delimiter `{}`", *o as char)));
+    }
+    (Ok(()), problem)
+}
+
+/// The closing delimiter of an opening one.
+fn matching(open: u8) -> u8 {
+    match open {
+        b'(' => b')',
+        b'[' => b']',
+        _ => b'}',
+    }
 }
 
 #[cfg(test)]

@@ -361,3 +361,64 @@ fn unwritable_output_paths_are_refused_before_the_run() {
         );
     }
 }
+
+/// Point 7: text that does not even split into tokens says where and why
+/// (syn's lexer only says "cannot parse string into token stream").
+#[test]
+fn lexing_problems_say_where_and_why() {
+    let t = krate(
+        "lexing",
+        "mod unclosed;\nmod nul;\nmod mismatched;\nmod extra;\npub const OK: u32 = 1;\n",
+    );
+    t.write("src/unclosed.rs", "pub fn f() {\n    if true {\n}\n");
+    t.write(
+        "src/nul.rs",
+        "pub const A: u32 = 1;\npub fn g() { let x = 1;\0 }\n",
+    );
+    t.write(
+        "src/mismatched.rs",
+        "pub fn h() {\n    let v = [1, 2);\n}\n",
+    );
+    t.write("src/extra.rs", "pub fn k() {}\n}\n");
+    let out = analyze_all_modes(&t, 0);
+    for line in [
+        "src/unclosed.rs:1:12: error: syntax error: unclosed delimiter `{`",
+        "src/nul.rs:2:24: error: syntax error: the file contains a NUL byte",
+        "src/mismatched.rs:2:18: error: syntax error: mismatched closing delimiter `)` for `[` opened at 2:13",
+        "src/extra.rs:2:1: error: syntax error: unexpected closing delimiter `}`",
+    ] {
+        assert_line(&out, line);
+    }
+    assert_line(&out, "    OK = 1");
+}
+
+/// Point 7: a `#[path]` out of the crate shows as an absolute path with
+/// its `..` resolved (not `src/../../x.rs`); one back into it, relative.
+#[test]
+fn paths_out_of_the_crate_are_absolute() {
+    let outer = TempDir::new("outside");
+    outer.write("outside.rs", "pub fn f() { let = 1; }\n");
+    let t = krate("paths", "");
+    let rel = format!(
+        "../../{}/outside.rs",
+        outer.0.file_name().unwrap().to_str().unwrap()
+    );
+    t.write(
+        "src/lib.rs",
+        format!("#[path = \"{rel}\"]\nmod out;\n#[path = \"../src/inner.rs\"]\nmod inner;\n"),
+    );
+    t.write("src/inner.rs", "pub fn g() { let = 2; }\n");
+    let out = analyze_all_modes(&t, 0);
+    let abs = std::fs::canonicalize(outer.join("outside.rs")).unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{}:1:18: error: syntax error", abs.display()))),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("src/inner.rs:1:18: error: syntax error")),
+        "{out}"
+    );
+    assert!(!out.contains("../"), "{out}");
+}
