@@ -209,11 +209,14 @@ pub fn lex_problem(text: &str) -> Option<(Pos, String)> {
     scan(text).1
 }
 
+/// A position and what is wrong there.
+type Problem = (Pos, String);
+
 /// The scanner of [`check_shape`] and [`lex_problem`]: the shape error, and
 /// the first lexing problem seen.
-fn scan(text: &str) -> (Result<(), (Pos, String)>, Option<(Pos, String)>) {
+fn scan(text: &str) -> (Result<(), Problem>, Option<Problem>) {
     let b = text.as_bytes();
-    let mut problem: Option<(Pos, String)> = None;
+    let mut problem: Option<Problem> = None;
     // Open delimiters and where they opened.
     let mut open: Vec<(u8, Pos)> = Vec::new();
     let (mut i, mut line, mut line_start) = (0usize, 1u32, 0usize);
