@@ -213,6 +213,9 @@ pub struct DefMap {
     pub unresolved: Vec<UnresolvedImport>,
     /// File, parse and module diagnostics.
     pub diagnostics: Vec<Diagnostic>,
+    /// Why the crate's root file could not be read or parsed, if it could
+    /// not (`file:line:col: message`): then none of its items are known.
+    pub root_error: Option<String>,
     /// Methods by the type (or trait) they belong to.
     pub(crate) assoc: FxHashMap<DefId, Vec<(Name, u32)>>,
     /// Names of crates usable as a path's first segment.
@@ -292,6 +295,7 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
             functions: 0,
             unresolved: Vec::new(),
             diagnostics: Vec::new(),
+            root_error: None,
             assoc: FxHashMap::default(),
             extern_prelude,
             dep_maps: FxHashMap::default(),

@@ -53,6 +53,10 @@ impl Builder<'_> {
                 }
                 if let Some((pos, msg)) = &pf.error {
                     let shown = self.db.display_path(&job.file);
+                    if file == 0 {
+                        self.map.root_error =
+                            Some(format!("{shown}:{}:{}: {msg}", pos.line, pos.col));
+                    }
                     self.map
                         .diagnostics
                         .push(diag(shown, *pos, Severity::Error, msg.to_string()));

@@ -94,6 +94,9 @@ pub struct CrateReport {
     pub version: Option<String>,
     /// Root file.
     pub root: String,
+    /// Why the root file could not be read or parsed (`file:line:col:
+    /// message`), if so: the crate's items are then unknown.
+    pub root_error: Option<String>,
     /// Source files read.
     pub files: usize,
     /// Modules (inline and file modules, the root included).
@@ -242,6 +245,7 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
         name: data.name.to_string(),
         version: data.version.clone(),
         root: db.display_path(&data.root_file),
+        root_error: map.root_error.clone(),
         files: map.files_read,
         modules: map.modules.iter().filter(|m| !m.is_enum).count(),
         items: map.items,
@@ -360,6 +364,9 @@ pub fn render_text(reports: &[Arc<CrateReport>]) -> String {
             let _ = write!(out, " {v}");
         }
         out.push('\n');
+        if let Some(e) = &r.root_error {
+            let _ = writeln!(out, "  root not analyzed: {e}");
+        }
         let _ = writeln!(out, "  root: {}", r.root);
         let _ = writeln!(out, "  files: {}", r.files);
         let _ = writeln!(out, "  modules: {}", r.modules);
@@ -395,7 +402,56 @@ pub fn render_text(reports: &[Arc<CrateReport>]) -> String {
             d.file, d.line, d.col, d.severity, d.message
         );
     }
+    summary(&mut out, reports);
     out
+}
+
+/// The text report's last lines: totals, and the crates with the most
+/// findings (diagnostics, unresolved imports, public functions that may
+/// panic), up to five, most first (ties: report order).
+fn summary(out: &mut String, reports: &[Arc<CrateReport>]) {
+    let sum = |f: &dyn Fn(&CrateReport) -> usize| reports.iter().map(|r| f(r)).sum::<usize>();
+    let diagnostics = all_diagnostics(reports);
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let _ = writeln!(
+        out,
+        "\nsummary: {}, {}, {}, {}; {} ({}); {}, {} that may panic",
+        plural(reports.len(), "crate", "crates"),
+        plural(sum(&|r| r.files), "file", "files"),
+        plural(sum(&|r| r.items), "item", "items"),
+        plural(
+            sum(&|r| r.unresolved_imports.len()),
+            "unresolved import",
+            "unresolved imports"
+        ),
+        plural(diagnostics.len(), "diagnostic", "diagnostics"),
+        plural(errors, "error", "errors"),
+        plural(sum(&|r| r.functions), "function", "functions"),
+        sum(&|r| r.may_panic.len())
+    );
+    let mut ranked: Vec<(usize, &CrateReport)> = reports
+        .iter()
+        .map(|r| {
+            let n = r.diagnostics.len() + r.unresolved_imports.len() + r.may_panic.len();
+            (n, &**r)
+        })
+        .filter(|(n, _)| *n > 0)
+        .collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0));
+    if !ranked.is_empty() {
+        let top: Vec<String> = ranked
+            .iter()
+            .take(5)
+            .map(|(n, r)| match &r.version {
+                Some(v) => format!("{} {v} ({n})", r.name),
+                None => format!("{} ({n})", r.name),
+            })
+            .collect();
+        let _ = writeln!(out, "most findings: {}", top.join(", "));
+    }
 }
 
 /// The JSON report (one document, pretty-printed, newline-terminated).

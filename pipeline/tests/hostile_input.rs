@@ -422,3 +422,30 @@ fn paths_out_of_the_crate_are_absolute() {
     );
     assert!(!out.contains("../"), "{out}");
 }
+
+/// Points 8 and 9: a crate whose root does not parse says so at the top of
+/// its block (not only among the diagnostics at the end), and the report
+/// ends with totals and the crates with the most findings.
+#[test]
+fn unparsable_root_is_named_at_the_top_and_the_report_has_a_summary() {
+    let t = krate("rootless", "pub fn f() {\n    let = 1;\n}\n");
+    let out = analyze_all_modes(&t, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "crate rootless 0.1.0", "{out}");
+    assert!(
+        lines[1].starts_with("  root not analyzed: src/lib.rs:2:9: syntax error: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nsummary: 1 crate, 1 file, 0 items, 0 unresolved imports; 1 diagnostic (1 error); 0 functions, 0 that may panic\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("most findings: rootless 0.1.0 (1)\n"),
+        "{out}"
+    );
+    let run = weft(&["analyze", t.0.to_str().unwrap(), "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let e = doc["crates"][0]["root_error"].as_str().expect("root_error");
+    assert!(e.starts_with("src/lib.rs:2:9: syntax error: "), "{e}");
+}
