@@ -440,7 +440,7 @@ fn summary(out: &mut String, reports: &[Arc<CrateReport>]) {
         })
         .filter(|(n, _)| *n > 0)
         .collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
     if !ranked.is_empty() {
         let top: Vec<String> = ranked
             .iter()
