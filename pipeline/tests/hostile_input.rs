@@ -49,6 +49,16 @@ fn analyze_all_modes(t: &TempDir, status: i32) -> String {
     first.expect("at least one mode").1
 }
 
+/// Makes a FIFO at `path` (coreutils' `mkfifo`).
+#[cfg(unix)]
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {} failed", path.display());
+}
+
 fn assert_line(out: &str, line: &str) {
     assert!(
         out.lines().any(|l| l == line),
@@ -66,11 +76,7 @@ fn fifo_module_is_refused_at_the_mod_line() {
         "pub const A: u32 = 1;\nmod f;\npub const B: u32 = A + 1;\n",
     );
     let fifo = t.join("src/f.rs");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("run mkfifo");
-    assert!(made.success(), "mkfifo failed");
+    mkfifo(&fifo);
     let out = analyze_all_modes(&t, 0);
     assert_line(
         &out,
@@ -86,11 +92,7 @@ fn fifo_module_is_refused_at_the_mod_line() {
 fn special_file_as_the_path_is_refused() {
     let t = TempDir::new("fifo-root");
     let fifo = t.join("root.rs");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("run mkfifo");
-    assert!(made.success(), "mkfifo failed");
+    mkfifo(&fifo);
     for (path, kind) in [
         (fifo.to_str().unwrap(), "a FIFO"),
         ("/dev/null", "a character device"),
