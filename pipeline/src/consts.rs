@@ -280,7 +280,9 @@ impl Evaluator<'_, '_> {
             CExpr::Binary(BinOp::Shl | BinOp::Shr, l, _, _) => self.ty_of(l),
             CExpr::Binary(_, l, r, _) => self.ty_of(l).or_else(|| self.ty_of(r)),
             CExpr::Cast(_, ty, _) => *ty,
-            CExpr::Bool(..) | CExpr::Char(..) | CExpr::Unsupported(..) => None,
+            CExpr::Bool(..) | CExpr::Char(..) | CExpr::TooLarge(..) | CExpr::Unsupported(..) => {
+                None
+            }
         }
     }
 
@@ -344,6 +346,7 @@ impl Evaluator<'_, '_> {
                 let v = self.eval(inner, Some(self.ty_of(inner).unwrap_or(IntTy::I32)))?;
                 Ok(Val::wrap(*ty, v.extended()))
             }
+            CExpr::TooLarge(pos) => Err(error(*pos, "integer literal is too large")),
             CExpr::Unsupported(what, pos) => {
                 Err(unsupported(*pos, format!("unsupported expression: {what}")))
             }

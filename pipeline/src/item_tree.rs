@@ -364,6 +364,10 @@ pub enum CExpr {
     Binary(BinOp, Box<CExpr>, Box<CExpr>, Pos),
     /// `x as T`; `None` when `T` is not a primitive integer type.
     Cast(Box<CExpr>, Option<IntTy>, Pos),
+    /// An integer literal above `u128::MAX`: an error, as in rustc
+    /// ("integer literal is too large"), like any literal out of its type's
+    /// range.
+    TooLarge(Pos),
     /// Anything else: the description of what it is.
     Unsupported(&'static str, Pos),
 }
@@ -379,6 +383,7 @@ impl CExpr {
             | CExpr::Unary(_, _, pos)
             | CExpr::Binary(_, _, _, pos)
             | CExpr::Cast(_, _, pos)
+            | CExpr::TooLarge(pos)
             | CExpr::Unsupported(_, pos) => *pos,
         }
     }

@@ -435,7 +435,7 @@ fn lower_cexpr(e: &syn::Expr, depth: u32) -> CExpr {
                         pos: p,
                     },
                     Ok(_) => CExpr::Unsupported("literal with a non-integer suffix", p),
-                    Err(_) => CExpr::Unsupported("integer literal out of range", p),
+                    Err(_) => CExpr::TooLarge(p),
                 }
             }
             syn::Lit::Bool(b) => CExpr::Bool(b.value, p),

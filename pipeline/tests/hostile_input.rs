@@ -156,6 +156,29 @@ fn min_rem_minus_one_overflows() {
     assert!(out.contains("attempt to divide with overflow"), "{out}");
 }
 
+/// Point 5: an integer literal out of range is an error whatever its
+/// type: above `u128::MAX` ("integer literal is too large", once a warning)
+/// as above `i128::MAX`; `u128::MAX` itself is fine.
+#[test]
+fn too_large_literals_are_errors() {
+    let t = krate(
+        "literals",
+        "pub const U: u128 = 340282366920938463463374607431768211456;\n\
+         pub const I: i128 = 170141183460469231731687303715884105728;\n\
+         pub const OK: u128 = 340282366920938463463374607431768211455;\n",
+    );
+    let out = analyze_all_modes(&t, 0);
+    assert_line(
+        &out,
+        "src/lib.rs:1:21: error: cannot evaluate constant `U`: integer literal is too large",
+    );
+    assert_line(
+        &out,
+        "src/lib.rs:2:21: error: cannot evaluate constant `I`: literal out of range for `i128`",
+    );
+    assert_line(&out, "    OK = 340282366920938463463374607431768211455");
+}
+
 /// Point 6: `#[path = "lib.rs"] mod me;` inside `lib.rs` is a circular
 /// module (an error at the `mod` line, as rustc's "circular modules"); the
 /// root is not loaded a second time.
