@@ -419,7 +419,13 @@ impl Evaluator<'_, '_> {
             let (x, y) = (a.signed(), b.signed());
             // `MIN % -1` is 0 in i128 arithmetic, but overflows in `ty`
             // (as `MIN / -1` does): rustc rejects both (E0080).
-            if op == BinOp::Rem && y == -1 && Val::from_i128(ty, -x).is_none() {
+            // (`-x` itself overflows i128 for `i128::MIN`.)
+            if op == BinOp::Rem
+                && y == -1
+                && x.checked_neg()
+                    .and_then(|n| Val::from_i128(ty, n))
+                    .is_none()
+            {
                 return Err(overflow(what));
             }
             let v = match op {
