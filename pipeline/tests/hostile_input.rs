@@ -59,6 +59,19 @@ fn mkfifo(path: &std::path::Path) {
     assert!(made.success(), "mkfifo {} failed", path.display());
 }
 
+/// Runs `weft args…`; asserts a usage error (exit 2) whose stderr has
+/// `message`, and that nothing was analyzed.
+fn assert_usage_error(args: &[&str], message: &str) {
+    let run = weft(args);
+    assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+    assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    assert!(
+        !run.stdout.contains("crate "),
+        "{args:?} ran: {}",
+        run.stdout
+    );
+}
+
 fn assert_line(out: &str, line: &str) {
     assert!(
         out.lines().any(|l| l == line),
@@ -121,13 +134,7 @@ fn jobs_above_the_maximum_are_refused() {
         vec!["analyze", dir, "-j", "100000"],
         vec!["synth", "--shape", "chain", "-j", "4000"],
     ] {
-        let run = weft(&args);
-        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains("is more than the maximum of 1024"),
-            "{args:?}: {}",
-            run.stderr
-        );
+        assert_usage_error(&args, "is more than the maximum of 1024");
     }
     let run = weft(&["analyze", dir, "-j", "1024"]);
     assert_eq!(run.status, 0, "-j 1024 is allowed: {}", run.stderr);
@@ -140,10 +147,11 @@ fn min_rem_minus_one_overflows() {
     let t = krate(
         "rem",
         "pub const R64: i64 = i64::MIN % -1;\npub const R32: i32 = i32::MIN % -1;\n\
-         pub const R8: i8 = -128 % -1;\npub const FINE: i32 = -7 % -1;\npub const D64: i64 = i64::MIN / -1;\n",
+         pub const R8: i8 = -128 % -1;\npub const FINE: i32 = -7 % -1;\npub const D64: i64 = i64::MIN / -1;\n\
+         pub const R128: i128 = i128::MIN % -1;\n",
     );
     let out = analyze_all_modes(&t, 0);
-    for (line, name) in [(1, "R64"), (2, "R32"), (3, "R8")] {
+    for (line, name) in [(1, "R64"), (2, "R32"), (3, "R8"), (6, "R128")] {
         assert!(
             out.lines().any(|l| l.starts_with(&format!("src/lib.rs:{line}:"))
                 && l.ends_with(&format!(
@@ -372,18 +380,7 @@ fn unwritable_output_paths_are_refused_before_the_run() {
         vec!["analyze", dir, "--timings", bad],
         vec!["synth", "--shape", "chain", "--trace", bad],
     ] {
-        let run = weft(&args);
-        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains("cannot write the"),
-            "{args:?}: {}",
-            run.stderr
-        );
-        assert!(
-            !run.stdout.contains("crate outputs"),
-            "{args:?} ran: {}",
-            run.stdout
-        );
+        assert_usage_error(&args, "cannot write the");
     }
 }
 
