@@ -264,13 +264,30 @@ fn close_flowers(rng: &mut Rng, nodes: &mut [NodeSpec], flowers: &[Flower]) {
 }
 
 impl Graph {
+    /// The last step of every generator: closes the flowers, then draws
+    /// how the top asks for the nodes (at once with `top_par_percent` %).
+    fn close(
+        rng: &mut Rng,
+        mut nodes: Vec<NodeSpec>,
+        flowers: Vec<Flower>,
+        top_par_percent: u64,
+    ) -> Graph {
+        close_flowers(rng, &mut nodes, &flowers);
+        Graph {
+            nodes,
+            flowers,
+            top_par: rng.chance(top_par_percent),
+            top_reverse: rng.chance(30),
+        }
+    }
+
     /// The small graphs of `random_dags.rs`: `n` nodes, 0–3 dependencies
     /// each, gadgets at 12 %, no slow nodes.
     pub fn generate(seed: u64, n: usize) -> Graph {
         let mut rng = Rng(seed);
         let n = n as u32;
         let (block_end, flowers) = layout(&mut rng, n, 12, 1);
-        let mut nodes: Vec<NodeSpec> = (0..n)
+        let nodes: Vec<NodeSpec> = (0..n)
             .map(|u| {
                 let deps = random_deps(&mut rng, block_end[u as usize], n);
                 let panic = random_panic(&mut rng);
@@ -287,13 +304,7 @@ impl Graph {
                 }
             })
             .collect();
-        close_flowers(&mut rng, &mut nodes, &flowers);
-        Graph {
-            nodes,
-            flowers,
-            top_par: rng.chance(50),
-            top_reverse: rng.chance(30),
-        }
+        Graph::close(&mut rng, nodes, flowers, 50)
     }
 
     /// The compiler-shaped graphs of issue 10: `n` nodes, 0–3 dependencies
@@ -304,7 +315,7 @@ impl Graph {
         let mut rng = Rng(seed);
         let n = n as u32;
         let (block_end, flowers) = layout(&mut rng, n, 20, 3);
-        let mut nodes: Vec<NodeSpec> = (0..n)
+        let nodes: Vec<NodeSpec> = (0..n)
             .map(|u| {
                 let deps = random_deps(&mut rng, block_end[u as usize], n);
                 NodeSpec {
@@ -320,13 +331,7 @@ impl Graph {
                 }
             })
             .collect();
-        close_flowers(&mut rng, &mut nodes, &flowers);
-        Graph {
-            nodes,
-            flowers,
-            top_par: rng.chance(75),
-            top_reverse: rng.chance(30),
-        }
+        Graph::close(&mut rng, nodes, flowers, 75)
     }
 
     /// A stress graph of `min_nodes..=max_nodes` nodes whose shape is drawn
@@ -352,7 +357,7 @@ impl Graph {
                 )
             })
             .collect();
-        let mut nodes: Vec<NodeSpec> = (0..n)
+        let nodes: Vec<NodeSpec> = (0..n)
             .map(|u| {
                 let lo = block_end[u as usize];
                 let mut deps = Vec::new();
@@ -395,13 +400,7 @@ impl Graph {
                 }
             })
             .collect();
-        close_flowers(&mut rng, &mut nodes, &flowers);
-        Graph {
-            nodes,
-            flowers,
-            top_par: rng.chance(70),
-            top_reverse: rng.chance(30),
-        }
+        Graph::close(&mut rng, nodes, flowers, 70)
     }
 
     /// A multi-line description for failure messages.
