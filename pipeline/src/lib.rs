@@ -14,6 +14,10 @@
 //! - [`analyze`] — the driver (runtime, progress, exit status);
 //! - [`cli`] — options shared by the subcommands.
 //!
+//! `weft replay` ([`replay`]) replays rustc's own query graphs, read from
+//! its self-profiles; `weft synth` ([`synth`]) runs synthetic graphs;
+//! `weft simulate` ([`simulate`]) predicts a trace on more workers.
+//!
 //! Documented simplifications: no macro expansion (an item macro whose body is
 //! plain items, such as a `cfg_*! { .. }` wrapper or `cfg_if!`, is read as
 //! those items), `cfg` ignored (all items count), method calls are not
@@ -30,6 +34,7 @@ pub mod lower;
 pub mod module_tree;
 pub mod panics;
 pub mod profile_out;
+pub mod replay;
 pub mod report;
 pub mod resolve;
 pub mod simulate;

@@ -21,6 +21,8 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Run a synthetic query graph of a known shape.
     Synth(synth::SynthArgs),
+    /// Replay a rustc self-profile's query graph on Weft.
+    Replay(weft_pipeline::replay::ReplayArgs),
     /// Replay a --trace on P virtual workers: predicted wall time and speedup.
     Simulate(simulate::SimulateArgs),
 }
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let run = match &cli.command {
         Command::Analyze(args) => Some(&args.run),
         Command::Synth(args) => Some(&args.run),
+        Command::Replay(args) => Some(&args.run),
         Command::Simulate(_) => None,
     };
     if run.is_some_and(|r| r.jobserver == cli::JobserverOpt::Auto) {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Replay(args) => weft_pipeline::replay::run(args),
         Command::Simulate(args) => simulate::run(args),
     };
     match result {
