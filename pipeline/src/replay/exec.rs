@@ -129,6 +129,19 @@ impl ReplayDb {
         ((u128::from(ns) * u128::from(self.scale_num)) >> 10) as u64
     }
 
+    /// The scaled work of node `id`: its work steps, each scaled (as the
+    /// `recorded` policy spins them).
+    pub fn scaled_work_of(&self, id: u32) -> u64 {
+        self.graph
+            .steps_of(id)
+            .iter()
+            .map(|s| match s.kind() {
+                StepKind::Work(ns) => self.scaled(ns),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Whether the activity `name` is one of [`SITE_ACTIVITIES`].
     pub fn is_site(&self, name: u32) -> bool {
         self.is_site.get(name as usize).copied().unwrap_or(false)
@@ -213,7 +226,7 @@ impl Query for ReplayNode {
                     &[d] => vec![cx.get::<ReplayNode>(d)],
                     deps => weft_runtime::par_map(deps, |_, &d| cx.get::<ReplayNode>(d)),
                 };
-                spin(db.scaled(db.graph.work_of(id)));
+                spin(db.scaled_work_of(id));
                 for v in values {
                     acc = fold(acc, v);
                 }
@@ -321,7 +334,7 @@ fn units<'s>(graph: &ReplayGraph, inside: &'s [Step]) -> Vec<&'s [Step]> {
 pub fn work_and_span(db: &ReplayDb) -> (u64, u64) {
     let g = db.graph();
     let t1: u64 = (0..g.nodes.len() as u32)
-        .map(|i| db.scaled(g.work_of(i)))
+        .map(|i| db.scaled_work_of(i))
         .sum();
     let mut finish: Vec<Option<u64>> = vec![None; g.nodes.len()];
     let tinf = span_from(db, 0, 0, &mut finish);
@@ -390,7 +403,7 @@ fn span_from(db: &ReplayDb, id: u32, t: u64, finish: &mut [Option<u64>]) -> u64 
             } => {
                 if *at >= steps.len() {
                     let done = if dataflow {
-                        let work = node.map_or(0, |n| db.scaled(g.work_of(n)));
+                        let work = node.map_or(0, |n| db.scaled_work_of(n));
                         (*latest).max(*clock) + work
                     } else {
                         *clock
