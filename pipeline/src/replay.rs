@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
+use weft_queries::profile::Profile;
 use weft_queries::Engine;
 use weft_runtime::Mode;
 
@@ -86,6 +87,11 @@ pub struct ReplayArgs {
     /// `T1`; exit 1 when a check fails.
     #[arg(long)]
     pub check: bool,
+    /// Record the run and predict it with `weft simulate`'s model on P
+    /// workers (comma-separated), in fibers and threads mode; printed on
+    /// stderr after the summary. Recording slows the run itself down.
+    #[arg(long, value_name = "P,..", value_delimiter = ',')]
+    pub simulate: Vec<usize>,
     /// List the activities that contain reads, which of them are parallel
     /// sites, and the queries read directly inside each; then exit.
     #[arg(long)]
@@ -139,17 +145,26 @@ pub struct Outcome {
     pub wall_ns: u64,
 }
 
-/// Replays `db` once on a runtime built from `opts` (profiling as `opts`
-/// asks when `profile` is set).
+/// Replays `db` once on a runtime built from `opts`: with `outputs`, writes
+/// the `--profile`, `--trace` and `--timings` that `opts` asks for; with
+/// `record`, also returns the recorded profile (for the simulator).
 ///
 /// # Errors
 ///
 /// When the runtime cannot start, the root query fails, or a profile file
 /// cannot be written.
-pub fn replay_once(db: ReplayDb, opts: &RunOpts, profile: bool) -> anyhow::Result<Outcome> {
+pub fn replay_once(
+    db: ReplayDb,
+    opts: &RunOpts,
+    outputs: bool,
+    record: bool,
+) -> anyhow::Result<(Outcome, Option<Profile>)> {
     let runtime = crate::cli::build_runtime(opts)?;
     let engine = Engine::new(runtime.clone(), db);
-    let mut profiling = profile.then(|| Profiling::start(&engine, opts));
+    let mut profiling = outputs.then(|| Profiling::start(&engine, opts));
+    if record {
+        engine.enable_recording();
+    }
     let start = Instant::now();
     let value = engine.get::<ReplayNode>(0);
     let wall_ns = start.elapsed().as_nanos() as u64;
@@ -157,10 +172,19 @@ pub fn replay_once(db: ReplayDb, opts: &RunOpts, profile: bool) -> anyhow::Resul
         p.stop();
         p.finish(&engine, opts)?;
     }
+    let profile = if record {
+        let mut p = engine.profile();
+        if let Some(p) = p.as_mut() {
+            p.set_wall(0, wall_ns);
+        }
+        p
+    } else {
+        None
+    };
     drop(engine);
     drop(runtime);
     let checksum = value.map_err(|e| anyhow::anyhow!("replay query failed: {e}"))?;
-    Ok(Outcome { checksum, wall_ns })
+    Ok((Outcome { checksum, wall_ns }, profile))
 }
 
 fn ms(ns: u64) -> f64 {
@@ -207,11 +231,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         let mut opts = args.run.clone();
         opts.mode = Mode::Serial;
         let graph = db.graph().clone();
-        Some(replay_once(
-            ReplayDb::new(graph, Policy::Recorded, args.scale),
-            &opts,
-            false,
-        )?)
+        let db = ReplayDb::new(graph, Policy::Recorded, args.scale);
+        Some(replay_once(db, &opts, false, false)?.0)
     } else {
         None
     };
@@ -220,7 +241,18 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     } else {
         args.run.jobs
     };
-    let o = replay_once(db, &args.run, true)?;
+    if let Some(&p) = args
+        .simulate
+        .iter()
+        .find(|&&p| p == 0 || p > crate::cli::MAX_JOBS)
+    {
+        return Err(UsageError(format!(
+            "--simulate: {p} is not a worker count between 1 and {}",
+            crate::cli::MAX_JOBS
+        ))
+        .into());
+    }
+    let (o, recorded) = replay_once(db, &args.run, true, !args.simulate.is_empty())?;
     let bound = (t1 / workers as u64).max(tinf);
     note(&format!(
         "replay: {crate_name} policy {} {} -j{workers}: {} nodes, {} executions, {} hits; \
@@ -237,6 +269,22 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         ms(bound),
         o.wall_ns as f64 / bound.max(1) as f64,
     ));
+    if !args.simulate.is_empty() {
+        match recorded {
+            Some(profile) => eprint!(
+                "{}",
+                crate::simulate::report(
+                    &profile,
+                    &args.simulate,
+                    &[
+                        crate::simulate::SimMode::Fibers,
+                        crate::simulate::SimMode::Threads
+                    ]
+                )
+            ),
+            None => note("replay: this build has no `recording` feature: --simulate is ignored"),
+        }
+    }
     let mut failed = false;
     if let Some(mut checks) = checks {
         let serial_wall = serial.map_or(o.wall_ns, |s| s.wall_ns);

@@ -50,7 +50,10 @@ fn replay_checked(args: &[&str]) -> String {
     all.push("--check");
     let out = weft(&all);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    let checks: Vec<&str> = stderr.lines().filter(|l| l.starts_with("check: ")).collect();
+    let checks: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("check: "))
+        .collect();
     assert_eq!(checks.len(), 6, "weft replay {all:?}: stderr:\n{stderr}");
     for line in &checks {
         assert!(
@@ -75,7 +78,11 @@ fn fixture_replays_to_one_checksum_in_every_mode_policy_and_thread_count() {
     std::fs::create_dir_all(&dir).unwrap();
     let graph = dir.join("scopeguard.bin");
     let fixture = fixture();
-    let out = weft(&[fixture.to_str().unwrap(), "--export", graph.to_str().unwrap()]);
+    let out = weft(&[
+        fixture.to_str().unwrap(),
+        "--export",
+        graph.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "export: {}", text(&out.stderr));
     let graph = graph.to_str().unwrap();
 
