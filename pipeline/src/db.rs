@@ -33,6 +33,20 @@ pub type Engine = weft_queries::Engine<Db>;
 pub type Cx<'a> = weft_queries::Cx<'a, Db>;
 
 impl Db {
+    /// How profiles name crate `id`: `name` or `name-version`.
+    pub fn crate_label(&self, id: crate::crate_graph::CrateId) -> String {
+        let data = self.graph.krate(id);
+        match &data.version {
+            Some(v) => format!("{}-{v}", data.name),
+            None => data.name.to_string(),
+        }
+    }
+
+    /// How profiles name definition `def`: `crate-version#index`.
+    pub fn def_label(&self, def: DefId) -> String {
+        format!("{}#{}", self.crate_label(def.krate), def.index)
+    }
+
     /// A database for `graph`, with an optional progress bar.
     pub fn new(graph: CrateGraph, bar: Option<ProgressBar>) -> Db {
         Db {

@@ -235,6 +235,10 @@ impl Query for DefMapQuery {
     type Value = Arc<DefMap>;
     const NAME: &'static str = "def_map";
 
+    fn describe(db: &Db, krate: &CrateId) -> String {
+        db.crate_label(*krate)
+    }
+
     fn compute(cx: &Cx<'_>, krate: &CrateId) -> Arc<DefMap> {
         Arc::new(build(cx, *krate))
     }

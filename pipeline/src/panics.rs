@@ -36,6 +36,10 @@ impl Query for CalleesQuery {
     type Value = Arc<[(DefId, Pos)]>;
     const NAME: &'static str = "callees";
 
+    fn describe(db: &Db, f: &DefId) -> String {
+        db.def_label(*f)
+    }
+
     fn compute(cx: &Cx<'_>, f: &DefId) -> Arc<[(DefId, Pos)]> {
         let map = cx.get::<DefMapQuery>(f.krate);
         let def = map.def(*f);
@@ -85,6 +89,10 @@ impl Query for PanicGraphQuery {
     type Key = CrateId;
     type Value = Arc<PanicGraph>;
     const NAME: &'static str = "panic_graph";
+
+    fn describe(db: &Db, krate: &CrateId) -> String {
+        db.crate_label(*krate)
+    }
 
     fn compute(cx: &Cx<'_>, krate: &CrateId) -> Arc<PanicGraph> {
         Arc::new(panic_graph(cx, *krate))
@@ -154,6 +162,10 @@ impl Query for MayPanicQuery {
     type Key = DefId;
     type Value = Option<Arc<Witness>>;
     const NAME: &'static str = "may_panic";
+
+    fn describe(db: &Db, f: &DefId) -> String {
+        db.def_label(*f)
+    }
 
     fn compute(cx: &Cx<'_>, f: &DefId) -> Option<Arc<Witness>> {
         let graph = cx.get::<PanicGraphQuery>(f.krate);

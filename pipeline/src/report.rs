@@ -129,6 +129,10 @@ impl Query for CrateReportQuery {
     type Value = Arc<CrateReport>;
     const NAME: &'static str = "crate_report";
 
+    fn describe(db: &Db, krate: &CrateId) -> String {
+        db.crate_label(*krate)
+    }
+
     fn compute(cx: &Cx<'_>, krate: &CrateId) -> Arc<CrateReport> {
         Arc::new(crate_report(cx, *krate))
     }

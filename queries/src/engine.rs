@@ -434,7 +434,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         let recorder = &self.engine.recorder;
         // RECORD: execution of `Q(key)` starts (job.id, parent job).
         let parent = || job.parent.as_ref().map(|p| p.id);
-        let record = recorder.exec_start(job.id, Q::NAME, key, parent);
+        let describe = || Q::describe(self.db(), key);
+        let record = recorder.exec_start(job.id, Q::NAME, describe, parent);
         let outcome = self.run_provider::<Q>(key, job);
         // RECORD: execution of `Q(key)` ends.
         recorder.exec_end(record);

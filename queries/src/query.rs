@@ -28,6 +28,15 @@ pub trait Query: 'static {
     /// Computes the value for `key`.
     fn compute(cx: &Cx<'_, Self::Db>, key: &Self::Key) -> Self::Value;
 
+    /// How profiles (`--profile`, `--trace`, `--timings`) name `key`: by
+    /// default its `Debug` form. Override it when the key is an id, so that
+    /// a picture says `def_map(serde)`, not `def_map(51)` (as salsa's
+    /// `DebugWithDb`). Called once per execution, only while recording.
+    fn describe(db: &Self::Db, key: &Self::Key) -> String {
+        let _ = db;
+        format!("{key:?}")
+    }
+
     /// The value to use when `key` is part of a dependency cycle. Every
     /// query of the cycle gets its own `recover` value, computed from the
     /// same canonical [`Cycle`]; `None` (the default) makes the result

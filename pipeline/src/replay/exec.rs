@@ -10,6 +10,13 @@
 //!
 //! - [`Policy::Recorded`]: the steps in recorded order, as serial rustc ran
 //!   them.
+//!
+//! The self time between two reads that were cache hits in rustc is spun in
+//! one piece, before the next read that executed a query (or a parallel
+//! site, or the node's end): a profile has a self-time piece per read,
+//! most under a microsecond, and reading the clock for each would add its
+//! own cost (about 20 ns) to every read. Hits take no time in the model, so
+//! this moves no work past another query's.
 //! - [`Policy::Sites`]: as `recorded`, but inside the activities where
 //!   rustc's parallel front-end runs a parallel loop ([`SITE_ACTIVITIES`]),
 //!   the reads are split into *units*, maximal runs of consecutive reads of
@@ -198,19 +205,37 @@ impl Query for ReplayNode {
     type Value = u64;
     const NAME: &'static str = "replay_node";
 
+    /// rustc's query name and key text, `typeck(syn::parse::parse_str)`;
+    /// a key text longer than 120 characters is cut (rustc prints whole
+    /// canonical types in keys).
+    fn describe(db: &ReplayDb, &id: &u32) -> String {
+        let (name, key) = (db.graph.name_of(id), db.graph.key_of(id));
+        match key.char_indices().nth(120) {
+            Some((cut, _)) => format!("{name}({}…)", &key[..cut]),
+            None => format!("{name}({key})"),
+        }
+    }
+
     fn compute(cx: &Cx<'_, ReplayDb>, &id: &u32) -> u64 {
         let db = cx.db();
         let steps = db.graph.steps_of(id);
         let mut acc = mix(u64::from(id));
         match db.policy {
             Policy::Recorded => {
+                let mut pending = 0;
                 for s in steps {
                     match s.kind() {
-                        StepKind::Work(ns) => spin(db.scaled(ns)),
-                        StepKind::Read { node, .. } => acc = fold(acc, cx.get::<ReplayNode>(node)),
+                        StepKind::Work(ns) => pending += db.scaled(ns),
+                        StepKind::Read { node, hit } => {
+                            if !hit {
+                                spin(std::mem::take(&mut pending));
+                            }
+                            acc = fold(acc, cx.get::<ReplayNode>(node));
+                        }
                         StepKind::Begin(_) | StepKind::End => {}
                     }
                 }
+                spin(pending);
             }
             Policy::Sites => run_steps(cx, steps, &mut |v| acc = fold(acc, v)),
             Policy::Dataflow => {
@@ -240,14 +265,21 @@ impl Query for ReplayNode {
 /// `out` in recorded order.
 fn run_steps(cx: &Cx<'_, ReplayDb>, steps: &[Step], out: &mut dyn FnMut(u64)) {
     let db = cx.db();
+    let mut pending = 0;
     let mut i = 0;
     while i < steps.len() {
         match steps[i].kind() {
-            StepKind::Work(ns) => spin(db.scaled(ns)),
-            StepKind::Read { node, .. } => out(cx.get::<ReplayNode>(node)),
+            StepKind::Work(ns) => pending += db.scaled(ns),
+            StepKind::Read { node, hit } => {
+                if !hit {
+                    spin(std::mem::take(&mut pending));
+                }
+                out(cx.get::<ReplayNode>(node));
+            }
             StepKind::Begin(name) => {
                 let end = matching_end(steps, i);
                 if db.is_site(name) {
+                    spin(std::mem::take(&mut pending));
                     let units = units(db.graph(), &steps[i + 1..end]);
                     let values = weft_runtime::par_map(&units, |_, unit| {
                         let mut vs = Vec::new();
@@ -262,6 +294,7 @@ fn run_steps(cx: &Cx<'_, ReplayDb>, steps: &[Step], out: &mut dyn FnMut(u64)) {
         }
         i += 1;
     }
+    spin(pending);
 }
 
 /// The index of the `End` that closes the `Begin` at `steps[begin]`.

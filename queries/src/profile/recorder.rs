@@ -222,17 +222,18 @@ impl Recorder {
     /// An execution `exec` of `query(key)` starts on this stack; `parent`
     /// gives the execution of the job that was current (the caller, or the
     /// query that forked the calling task); it is called only when recording.
+    /// `key` gives the key's text ([`Query::describe`](crate::Query::describe)).
     #[inline]
     pub fn exec_start(
         &self,
         exec: u64,
         query: &'static str,
-        key: &dyn Debug,
+        key: impl FnOnce() -> String,
         parent: impl FnOnce() -> Option<u64>,
     ) -> ExecToken {
         #[cfg(feature = "recording")]
         if let Some(state) = self.state() {
-            return state.exec_start(exec, query, key, parent());
+            return state.exec_start(exec, query, key(), parent());
         }
         let _ = (exec, query, key, parent);
         ExecToken { exec: 0 }
@@ -319,10 +320,9 @@ impl State {
         &self,
         exec: u64,
         query: &'static str,
-        key: &dyn Debug,
+        key: String,
         parent: Option<u64>,
     ) -> ExecToken {
-        let key = format!("{key:?}");
         let worker = weft_runtime::current_worker_index();
         let (phys, strand) = (trace::strand_id(), trace::logical_strand());
         let (start_ns, cpu_start) = trace::clocks();
@@ -495,9 +495,9 @@ mod tests {
         assert!(!r.is_on());
         assert!(r.profile("serial", 1).is_none());
         r.enable();
-        let a = r.exec_start(101, "outer", &"a", || None);
+        let a = r.exec_start(101, "outer", || "a".to_owned(), || None);
         spin(2_000_000);
-        let b = r.exec_start(102, "inner", &"b", || Some(101));
+        let b = r.exec_start(102, "inner", || "b".to_owned(), || Some(101));
         spin(3_000_000);
         r.exec_end(b);
         r.cache_hit("inner", || Some(101), 102);

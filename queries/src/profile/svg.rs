@@ -18,6 +18,12 @@ const ROW: f64 = 26.0;
 const GAP: f64 = 6.0;
 const IDLE: &str = "#e6e6e6";
 const WAIT: &str = "#c0392b";
+/// A fiber suspended in a wait: a thin bar under its worker's row.
+const SUSPENDED: &str = "#e67e22";
+/// Slices at least this wide (px) carry their label as text.
+const LABEL_MIN_PX: f64 = 60.0;
+/// How many of the slowest executions the picture lists.
+const SLOWEST: usize = 12;
 /// Colours for query kinds, most self time first; later kinds reuse them.
 const PALETTE: [&str; 12] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7", "#9c755f",
@@ -54,8 +60,17 @@ pub fn write_svg_timeline(profile: &Profile, out: impl Write) -> io::Result<()> 
         .max(1);
     let plot = WIDTH - LEFT - RIGHT;
     let x = |t: u64| LEFT + (t.saturating_sub(t0) as f64 / wall as f64) * plot;
-    let legend_rows = kinds.len().div_ceil(4) + 1;
-    let height = TOP + rows as f64 * (ROW + GAP) + 30.0 + legend_rows as f64 * 18.0 + 10.0;
+    let legend_rows = (kinds.len() + 3).div_ceil(4);
+    let mut slowest: Vec<usize> = (0..profile.execs.len()).collect();
+    slowest.sort_by_key(|&i| (std::cmp::Reverse(profile.execs[i].self_ns), i));
+    slowest.truncate(SLOWEST);
+    let height = TOP
+        + rows as f64 * (ROW + GAP)
+        + 30.0
+        + legend_rows as f64 * 18.0
+        + 30.0
+        + slowest.len() as f64 * 16.0
+        + 10.0;
     writeln!(
         w,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
@@ -92,6 +107,12 @@ pub fn write_svg_timeline(profile: &Profile, out: impl Write) -> io::Result<()> 
         )?;
         tick += step;
     }
+    let by_id: std::collections::HashMap<u64, usize> = profile
+        .execs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.exec, i))
+        .collect();
     for row in 0..rows {
         let y = TOP + row as f64 * (ROW + GAP);
         let label = if row < profile.workers.max(1)
@@ -146,11 +167,59 @@ pub fn write_svg_timeline(profile: &Profile, out: impl Write) -> io::Result<()> 
                     x1 - x0,
                     xml(&title)
                 )?;
+                if x1 - x0 >= LABEL_MIN_PX {
+                    // The label, cut to the slice (about 6.5 px a character).
+                    let fit = ((x1 - x0 - 6.0) / 6.5) as usize;
+                    let label = title.split(" self ").next().unwrap_or("");
+                    let shown: String = if label.chars().count() > fit {
+                        let mut t: String = label.chars().take(fit.saturating_sub(1)).collect();
+                        t.push('…');
+                        t
+                    } else {
+                        label.to_owned()
+                    };
+                    writeln!(
+                        w,
+                        r#"<text x="{:.2}" y="{:.1}" font-size="11" fill="white" pointer-events="none">{}</text>"#,
+                        x0 + 3.0,
+                        y + ROW * 0.65,
+                        xml(&shown)
+                    )?;
+                }
             } else {
                 writeln!(
                     w,
                     r#"<rect x="{x0:.2}" y="{y:.1}" width="{:.2}" height="{ROW}" fill="{fill}"/>"#,
                     x1 - x0
+                )?;
+            }
+        }
+        // Fibers suspended while their worker was on this row: a thin bar
+        // under the row (the worker itself ran other work, or idled).
+        for e in &profile.execs {
+            for wt in e.waits.iter().filter(|wt| !wt.blocking) {
+                if timeline::track_of(profile, wt.worker) != row {
+                    continue;
+                }
+                let (x0, x1) = (x(wt.start_ns), x(wt.end_ns));
+                if x1 - x0 < 0.5 {
+                    continue;
+                }
+                let on = by_id
+                    .get(&wt.on_exec)
+                    .map(|&o| &profile.execs[o])
+                    .map_or_else(String::new, |o| format!(" for {}({})", o.query, o.key));
+                writeln!(
+                    w,
+                    r#"<rect x="{x0:.2}" y="{:.1}" width="{:.2}" height="4" fill="{SUSPENDED}"><title>{}</title></rect>"#,
+                    y + ROW - 4.0,
+                    x1 - x0,
+                    xml(&format!(
+                        "{}({}) suspended{on}, {:.3} ms; its worker was free",
+                        e.query,
+                        e.key,
+                        (wt.end_ns - wt.start_ns) as f64 / 1e6
+                    ))
                 )?;
             }
         }
@@ -162,8 +231,12 @@ pub fn write_svg_timeline(profile: &Profile, out: impl Write) -> io::Result<()> 
         .iter()
         .map(|k| (colour[k.query], k.query.to_owned()))
         .collect();
-    items.push((WAIT, "blocked (threads mode wait)".to_owned()));
-    items.push((IDLE, "idle or suspended".to_owned()));
+    items.push((
+        WAIT,
+        "blocked: a thread waits, its worker is lost".to_owned(),
+    ));
+    items.push((SUSPENDED, "suspended fiber (worker free)".to_owned()));
+    items.push((IDLE, "idle".to_owned()));
     for (i, (fill, name)) in items.iter().enumerate() {
         let (lx, lyy) = (10.0 + (i % 4) as f64 * 290.0, ly + (i / 4) as f64 * 18.0);
         writeln!(
@@ -173,6 +246,30 @@ pub fn write_svg_timeline(profile: &Profile, out: impl Write) -> io::Result<()> 
             lx + 16.0,
             lyy,
             xml(name)
+        )?;
+    }
+    // The slowest executions by self time, as `cargo build --timings` lists
+    // its slowest units.
+    let sy = ly + legend_rows as f64 * 18.0 + 16.0;
+    writeln!(
+        w,
+        r#"<text x="10" y="{sy:.1}" font-weight="bold">slowest queries (self time)</text>"#
+    )?;
+    for (n, &i) in slowest.iter().enumerate() {
+        let e = &profile.execs[i];
+        writeln!(
+            w,
+            r#"<text x="10" y="{:.1}">{:>8.3} ms  {}</text>"#,
+            sy + 16.0 * (n + 1) as f64,
+            e.self_ns as f64 / 1e6,
+            xml(&format!(
+                "{}({}) on {}, {:.3} ms in all",
+                e.query,
+                e.key,
+                e.worker
+                    .map_or("no worker".to_owned(), |w| format!("worker {w}")),
+                (e.end_ns - e.start_ns) as f64 / 1e6
+            ))
         )?;
     }
     writeln!(w, "</svg>")?;
@@ -223,5 +320,38 @@ mod tests {
         assert!(!s.contains("<&>"));
         assert_eq!(nice_step(0.7), 1.0);
         assert_eq!(nice_step(3.0), 5.0);
+    }
+
+    #[test]
+    fn labels_suspensions_and_the_slowest_queries() {
+        let mut p = diamond();
+        for e in &mut p.execs {
+            e.worker = Some(0);
+        }
+        p.execs[2].key = "serde".into();
+        // d(…) suspended 10 ns waiting for c: a thin bar, not a blocked slice.
+        p.execs[3].waits.push(crate::profile::WaitRecord {
+            on_exec: 3,
+            start_ns: 60,
+            end_ns: 70,
+            worker: Some(0),
+            blocking: false,
+        });
+        let mut buf = Vec::new();
+        write_svg_timeline(&p, &mut buf).unwrap();
+        let s = String::from_utf8(buf).unwrap();
+        // c runs 50 of 80 ns: wide enough for its label as text.
+        assert!(s.contains(">c(serde)</text>"), "{s}");
+        assert!(s.contains(&format!(r#"fill="{SUSPENDED}""#)));
+        assert!(s.contains("suspended for c(serde)"));
+        let slowest = s.find("slowest queries").expect("the slowest list");
+        let (c, b) = (
+            s[slowest..].find("c(serde) on worker 0"),
+            s[slowest..].find("b("),
+        );
+        assert!(
+            c.is_some() && b.is_some() && c < b,
+            "c (50 ns) before b (20 ns)"
+        );
     }
 }
