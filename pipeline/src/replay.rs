@@ -131,7 +131,7 @@ pub fn read_graph(path: &Path) -> anyhow::Result<ReplayGraph> {
     } else {
         bytes
     };
-    let graph = load::load_profile_bytes(bytes, path).map_err(|e| usage(e))?;
+    let graph = load::load_profile_bytes(bytes, path).map_err(&usage)?;
     graph.validate().map_err(usage)?;
     Ok(graph)
 }
@@ -185,6 +185,19 @@ pub fn replay_once(
     drop(runtime);
     let checksum = value.map_err(|e| anyhow::anyhow!("replay query failed: {e}"))?;
     Ok((Outcome { checksum, wall_ns }, profile))
+}
+
+/// Replays `db` on `runtime` and returns the checksum (for the benches: no
+/// output, no profile). The engine is dropped before this returns.
+///
+/// # Errors
+///
+/// When the root query fails.
+pub fn run_on(runtime: weft_runtime::Runtime, db: ReplayDb) -> anyhow::Result<u64> {
+    let engine = Engine::new(runtime, db);
+    let value = engine.get::<ReplayNode>(0);
+    drop(engine);
+    value.map_err(|e| anyhow::anyhow!("replay query failed: {e}"))
 }
 
 fn ms(ns: u64) -> f64 {
@@ -322,7 +335,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 "policy": args.policy.to_string(),
                 "scale": args.scale,
                 "nodes": counts.nodes,
-                "executions": counts.executions,
+                // rustc's executions: the session and thread roots are ours.
+                "executions": counts.executions - 1 - u64::from(stats.threads),
                 "miss_reads": counts.miss_reads,
                 "hit_reads": counts.hit_reads,
                 "t1_ns": t1,
