@@ -3,10 +3,10 @@
 //!
 //! A node is one query (rustc's query name and key text, as the profiler
 //! printed them); its *steps* are what its provider did, in recorded order:
-//! spin for some self time ([`Step::Work`]), read another node
-//! ([`Step::Read`]: a miss, nested execution, or a cache hit), and the
+//! spin for some self time ([`StepKind::Work`]), read another node
+//! ([`StepKind::Read`]: a miss, nested execution, or a cache hit), and the
 //! bounds of the non-query activities that contained reads
-//! ([`Step::Begin`]/[`Step::End`], e.g. rustc's `MIR_borrow_checking`), which
+//! ([`StepKind::Begin`]/[`StepKind::End`], e.g. rustc's `MIR_borrow_checking`), which
 //! the `sites` policy turns into parallel loops. Node 0 is the session root;
 //! it reads one *thread root* per profiled thread, whose steps are that
 //! thread's top-level activity and queries.
