@@ -37,7 +37,11 @@ struct Builder<'p> {
     /// Logical strand → the fork groups started on it: (group, children, time).
     forks_by_parent: HashMap<u64, Vec<(u64, Vec<u64>, u64)>>,
     fork_parent: HashMap<u64, u64>,
+    /// Per strand: its executions, by start time (the profile's order).
     execs_by_home: HashMap<u64, Vec<usize>>,
+    /// Per strand: pre- and post-order numbers in the fork tree, so that
+    /// "forked from, directly or not" is two comparisons.
+    tour: HashMap<u64, (u32, u32)>,
     progs: Vec<Vec<Step>>,
 }
 
@@ -66,17 +70,38 @@ impl<'p> Builder<'p> {
                 .or_default()
                 .push((group, children, at));
         }
+        // Each strand's fork groups by time (ties: recorded order), with
+        // their index in that order kept for the tie-break of `strand_prog`.
+        for groups in forks_by_parent.values_mut() {
+            groups.sort_by_key(|g| g.2);
+        }
         let mut execs_by_home: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, e) in p.execs.iter().enumerate() {
             execs_by_home.entry(e.strand).or_default().push(i);
         }
+        for v in execs_by_home.values_mut() {
+            v.sort_by_key(|&i| (p.execs[i].start_ns, p.execs[i].exec));
+        }
+        let tour = fork_tour(&forks_by_parent, &fork_parent);
         Builder {
             p,
             index,
             forks_by_parent,
             fork_parent,
             execs_by_home,
+            tour,
             progs: Vec::new(),
+        }
+    }
+
+    /// Whether `s` is `home` or was forked from it, directly or not.
+    fn forked_from(&self, s: u64, home: u64) -> bool {
+        if s == home {
+            return true;
+        }
+        match (self.tour.get(&s), self.tour.get(&home)) {
+            (Some(&(pre, post)), Some(&(hpre, hpost))) => hpre < pre && post <= hpost,
+            _ => false,
         }
     }
 
@@ -85,18 +110,65 @@ impl<'p> Builder<'p> {
     fn owner(&self, strand: u64, t: u64) -> Option<usize> {
         let mut s = strand;
         for _ in 0..10_000 {
-            let inner = self.execs_by_home.get(&s).and_then(|v| {
-                v.iter()
-                    .copied()
-                    .filter(|&i| self.p.execs[i].start_ns <= t && t <= self.p.execs[i].end_ns)
-                    .max_by_key(|&i| (self.p.execs[i].start_ns, Reverse(self.p.execs[i].end_ns)))
-            });
+            let inner = self
+                .execs_by_home
+                .get(&s)
+                .and_then(|v| self.innermost(v, t));
             if inner.is_some() {
                 return inner;
             }
             s = *self.fork_parent.get(&s)?;
         }
         None
+    }
+
+    /// Among the executions `v` of one strand (by start), the innermost one
+    /// running at `t`: the latest started, the shortest of those. They nest
+    /// (one stack), so the answer is the last one started by `t` or one of
+    /// its callers on the strand; a linear scan is the fallback.
+    fn innermost(&self, v: &[usize], t: u64) -> Option<usize> {
+        let e = &self.p.execs;
+        let contains = |i: usize| e[i].start_ns <= t && t <= e[i].end_ns;
+        let best = |a: usize, b: usize| {
+            if (e[a].start_ns, Reverse(e[a].end_ns)) >= (e[b].start_ns, Reverse(e[b].end_ns)) {
+                a
+            } else {
+                b
+            }
+        };
+        let n = v.partition_point(|&i| e[i].start_ns <= t);
+        let last = *v[..n].last()?;
+        // Executions that started at the same time as the last one.
+        let same = v[..n]
+            .iter()
+            .rev()
+            .take_while(|&&i| e[i].start_ns == e[last].start_ns)
+            .copied()
+            .filter(|&i| contains(i))
+            .reduce(best);
+        if same.is_some() {
+            return same;
+        }
+        let mut at = last;
+        for _ in 0..10_000 {
+            let Some(&parent) = e[at].parent.and_then(|id| self.index.get(&id)) else {
+                break;
+            };
+            if e[parent].strand != e[last].strand {
+                break;
+            }
+            if contains(parent) {
+                // Any execution of the strand that contains `t` and started
+                // later would be a caller of `last` below `parent`: none.
+                return v[..n]
+                    .iter()
+                    .copied()
+                    .filter(|&i| e[i].start_ns == e[parent].start_ns && contains(i))
+                    .reduce(best);
+            }
+            at = parent;
+        }
+        v[..n].iter().copied().filter(|&i| contains(i)).reduce(best)
     }
 
     fn add(&mut self, steps: Vec<Step>) -> usize {
@@ -111,6 +183,7 @@ impl<'p> Builder<'p> {
         strand: u64,
         owner: Option<usize>,
         reads: &[ReadRecord],
+        by_strand: &HashMap<u64, Vec<usize>>,
         home: bool,
         extra: Option<(u64, Step)>,
     ) -> usize {
@@ -120,10 +193,9 @@ impl<'p> Builder<'p> {
             items.push((at, usize::MAX, step));
         }
         let mut known: Vec<(u64, u64)> = Vec::new();
-        for (k, r) in reads.iter().enumerate() {
-            if r.strand != strand {
-                continue;
-            }
+        let on_strand = by_strand.get(&strand).map_or(&[][..], Vec::as_slice);
+        for &k in on_strand {
+            let r = &reads[k];
             if let Some(&t) = self.index.get(&r.target) {
                 items.push((r.at_ns, k, Step::Read(t)));
                 if let Some(s) = r.self_before_ns {
@@ -131,18 +203,32 @@ impl<'p> Builder<'p> {
                 }
             }
         }
-        let groups = self
-            .forks_by_parent
-            .get(&strand)
-            .cloned()
-            .unwrap_or_default();
-        for (g, (_, children, at)) in groups.into_iter().enumerate() {
-            if self.owner(strand, at) != owner {
-                continue;
-            }
+        // The strand's fork groups in the owner's time window (all of them
+        // at the top level), those that the owner made.
+        let window: Vec<(usize, Vec<u64>, u64)> = {
+            let groups = self
+                .forks_by_parent
+                .get(&strand)
+                .map_or(&[][..], Vec::as_slice);
+            let (lo, hi) = match owner {
+                Some(i) => {
+                    let (a, b) = (self.p.execs[i].start_ns, self.p.execs[i].end_ns);
+                    (
+                        groups.partition_point(|g| g.2 < a),
+                        groups.partition_point(|g| g.2 <= b),
+                    )
+                }
+                None => (0, groups.len()),
+            };
+            (lo..hi.max(lo))
+                .filter(|&g| self.owner(strand, groups[g].2) == owner)
+                .map(|g| (g, groups[g].1.clone(), groups[g].2))
+                .collect()
+        };
+        for (g, children, at) in window {
             let kids = children
                 .into_iter()
-                .map(|c| self.strand_prog(c, owner, reads, false, None))
+                .map(|c| self.strand_prog(c, owner, reads, by_strand, false, None))
                 .collect();
             items.push((at, usize::MAX - 1 - g, Step::Fork(kids)));
         }
@@ -153,12 +239,8 @@ impl<'p> Builder<'p> {
         let e = &self.p.execs[owner.expect("home strand of an execution")];
         known.sort_unstable();
         let progress = |t: u64| -> u64 {
-            known
-                .iter()
-                .rev()
-                .find(|(at, _)| *at <= t)
-                .map_or(0, |&(_, s)| s)
-                .min(e.self_ns)
+            let n = known.partition_point(|(at, _)| *at <= t);
+            n.checked_sub(1).map_or(0, |i| known[i].1).min(e.self_ns)
         };
         let mut steps = Vec::new();
         let mut done = 0u64;
@@ -176,30 +258,14 @@ impl<'p> Builder<'p> {
         self.add(steps)
     }
 
-    /// Logical strands forked, directly or not, from `strand`.
-    fn descendants(&self, strand: u64) -> HashSet<u64> {
-        let mut out = HashSet::from([strand]);
-        let mut todo = vec![strand];
-        while let Some(s) = todo.pop() {
-            for (_, kids, _) in self.forks_by_parent.get(&s).into_iter().flatten() {
-                for &k in kids {
-                    if out.insert(k) {
-                        todo.push(k);
-                    }
-                }
-            }
-        }
-        out
-    }
-
     fn exec_prog(&mut self, i: usize) -> usize {
         let e = &self.p.execs[i];
         let (home, reads) = (e.strand, e.reads.clone());
+        let by_strand = reads_by_strand(&reads);
         // Reads on strands that no recorded fork leads to (a trace without
         // fork events) run as forked children, forked at their first read.
-        let reachable = self.descendants(home);
         let mut stray: BTreeMap<u64, u64> = BTreeMap::new();
-        for r in reads.iter().filter(|r| !reachable.contains(&r.strand)) {
+        for r in reads.iter().filter(|r| !self.forked_from(r.strand, home)) {
             let t = stray.entry(r.strand).or_insert(r.at_ns);
             *t = (*t).min(r.at_ns);
         }
@@ -207,14 +273,71 @@ impl<'p> Builder<'p> {
             Some(&first) => {
                 let kids = stray
                     .keys()
-                    .map(|&s| self.strand_prog(s, Some(i), &reads, false, None))
+                    .map(|&s| self.strand_prog(s, Some(i), &reads, &by_strand, false, None))
                     .collect();
                 Some((first, Step::Fork(kids)))
             }
             None => None,
         };
-        self.strand_prog(home, Some(i), &reads, true, extra)
+        self.strand_prog(home, Some(i), &reads, &by_strand, true, extra)
     }
+}
+
+/// The indices of `reads` per strand, in order.
+fn reads_by_strand(reads: &[ReadRecord]) -> HashMap<u64, Vec<usize>> {
+    let mut by: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (k, r) in reads.iter().enumerate() {
+        by.entry(r.strand).or_default().push(k);
+    }
+    by
+}
+
+/// Pre- and post-order numbers of every strand of the fork tree
+/// (iterative: fork trees are as deep as the query graph).
+fn fork_tour(
+    forks_by_parent: &HashMap<u64, Vec<(u64, Vec<u64>, u64)>>,
+    fork_parent: &HashMap<u64, u64>,
+) -> HashMap<u64, (u32, u32)> {
+    let mut roots: Vec<u64> = forks_by_parent
+        .keys()
+        .copied()
+        .filter(|s| !fork_parent.contains_key(s))
+        .collect();
+    roots.sort_unstable();
+    let mut tour: HashMap<u64, (u32, u32)> = HashMap::new();
+    let mut clock = 0u32;
+    for root in roots {
+        // (strand, its children, next child)
+        let mut stack: Vec<(u64, Vec<u64>, usize)> = Vec::new();
+        let kids = |s: u64| -> Vec<u64> {
+            forks_by_parent
+                .get(&s)
+                .into_iter()
+                .flatten()
+                .flat_map(|(_, c, _)| c.iter().copied())
+                .collect()
+        };
+        tour.insert(root, (clock, 0));
+        clock += 1;
+        stack.push((root, kids(root), 0));
+        while let Some((s, children, next)) = stack.last_mut() {
+            if let Some(&c) = children.get(*next) {
+                *next += 1;
+                if tour.contains_key(&c) {
+                    continue;
+                }
+                tour.insert(c, (clock, 0));
+                clock += 1;
+                let grand = kids(c);
+                stack.push((c, grand, 0));
+            } else {
+                let s = *s;
+                tour.get_mut(&s).expect("visited").1 = clock;
+                stack.pop();
+            }
+        }
+    }
+    tour
 }
 
 impl Simulation {
@@ -236,9 +359,19 @@ impl Simulation {
         let mut by_time: Vec<(u64, u64)> = root_strands.into_iter().map(|(s, t)| (t, s)).collect();
         by_time.sort_unstable();
         let roots = profile.roots.clone();
+        let roots_by_strand = reads_by_strand(&roots);
         let mut steps: Vec<Step> = by_time
             .into_iter()
-            .map(|(_, s)| Step::Fork(vec![b.strand_prog(s, None, &roots, false, None)]))
+            .map(|(_, s)| {
+                Step::Fork(vec![b.strand_prog(
+                    s,
+                    None,
+                    &roots,
+                    &roots_by_strand,
+                    false,
+                    None,
+                )])
+            })
             .collect();
         // Executions nobody read (a truncated record) still count as work.
         let mut read: HashSet<usize> = HashSet::new();
