@@ -35,7 +35,7 @@ struct Builder<'p> {
     p: &'p Profile,
     index: HashMap<u64, usize>,
     /// Logical strand → the fork groups started on it: (group, children, time).
-    forks_by_parent: HashMap<u64, Vec<(u64, Vec<u64>, u64)>>,
+    forks_by_parent: ForksByParent,
     fork_parent: HashMap<u64, u64>,
     /// Per strand: its executions, by start time (the profile's order).
     execs_by_home: HashMap<u64, Vec<usize>>,
@@ -292,10 +292,13 @@ fn reads_by_strand(reads: &[ReadRecord]) -> HashMap<u64, Vec<usize>> {
     by
 }
 
+/// Per parent strand: its fork groups as (group, children, time).
+type ForksByParent = HashMap<u64, Vec<(u64, Vec<u64>, u64)>>;
+
 /// Pre- and post-order numbers of every strand of the fork tree
 /// (iterative: fork trees are as deep as the query graph).
 fn fork_tour(
-    forks_by_parent: &HashMap<u64, Vec<(u64, Vec<u64>, u64)>>,
+    forks_by_parent: &ForksByParent,
     fork_parent: &HashMap<u64, u64>,
 ) -> HashMap<u64, (u32, u32)> {
     let mut roots: Vec<u64> = forks_by_parent
