@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use weft_queries::{Cx, Query};
 
 use super::graph::{ReplayGraph, Step, StepKind};
+use crate::synth::mix;
 
 /// How a replayed node reads its dependencies (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -153,14 +154,6 @@ impl ReplayDb {
     pub fn is_site(&self, name: u32) -> bool {
         self.is_site.get(name as usize).copied().unwrap_or(false)
     }
-}
-
-/// splitmix64's finalizer.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 fn fold(acc: u64, v: u64) -> u64 {
