@@ -223,17 +223,6 @@ impl ReplayGraph {
         c
     }
 
-    /// The summed work of node `id`'s own steps, ns.
-    pub fn work_of(&self, id: u32) -> u64 {
-        self.steps_of(id)
-            .iter()
-            .map(|s| match s.kind() {
-                StepKind::Work(ns) => ns,
-                _ => 0,
-            })
-            .sum()
-    }
-
     /// Checks the invariants replay relies on: node 0 exists, step ranges
     /// and name/key/node indices are in bounds, `Begin`/`End` pair up in
     /// every node, and every read goes to a node that finishes first (no
