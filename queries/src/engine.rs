@@ -24,19 +24,19 @@
 //! panic becomes `QueryError::Panicked` naming that query and key. Every
 //! job publishes exactly once, whatever happens, so no waiter hangs.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
-use rustc_hash::FxHashMap;
+use parking_lot::Mutex;
 use weft_runtime::{Mode, Runtime};
 
 use crate::cycle::{self, CycleUnwind};
 use crate::job::{self, Job};
-use crate::memo::{Claim, Memo, MemoTable};
+use crate::memo::{Claim, ClaimGuard, Entry, Memo, MemoTable};
 use crate::profile::{Profile, Recorder, WaitToken};
+use crate::storage::{QueryMemory, Storage};
 use crate::wait_graph::{self, Published};
 use crate::{Diagnostic, Query, QueryError};
 
@@ -50,37 +50,11 @@ struct ErrorUnwind(QueryError);
 /// it breaks, shared with the member jobs' records.
 struct CycleUnwindPayload(Arc<CycleUnwind>);
 
-/// A memo table with its types erased, for whole-engine walks.
-trait ErasedTable: Send + Sync {
-    fn as_any(&self) -> &dyn Any;
-    fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>);
-}
-
-struct Table<Q: Query>(MemoTable<Q::Key, Q::Value>);
-
-impl<Q: Query> ErasedTable for Table<Q> {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>) {
-        self.0.for_each_done(|k, memo| {
-            if !memo.diagnostics.is_empty() {
-                let key = format!("{k:?}");
-                out.extend(
-                    memo.diagnostics
-                        .iter()
-                        .map(|d| (Q::NAME, key.clone(), d.clone())),
-                );
-            }
-        });
-    }
-}
-
 struct EngineInner<D> {
     db: D,
     runtime: Runtime,
-    tables: RwLock<FxHashMap<TypeId, Box<dyn ErasedTable>>>,
+    /// One memo table per query type (`storage.rs`, `memo.rs`).
+    storage: Storage,
     /// Diagnostics emitted outside any query (from `Engine::run`).
     top_diagnostics: Mutex<Vec<Diagnostic>>,
     /// Profiling (`profile.rs`): off unless `enable_recording` was called.
@@ -131,7 +105,7 @@ impl<D: Send + Sync + 'static> Engine<D> {
             inner: Arc::new(EngineInner {
                 db,
                 runtime,
-                tables: RwLock::new(FxHashMap::default()),
+                storage: Storage::new(),
                 top_diagnostics: Mutex::new(Vec::new()),
                 recorder: Recorder::new(),
             }),
@@ -192,50 +166,24 @@ impl<D: Send + Sync + 'static> Engine<D> {
     /// Diagnostics emitted outside any query come first, sorted.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         let mut all = Vec::new();
-        for table in self.inner.tables.read().values() {
-            table.collect_diagnostics(&mut all);
-        }
+        self.inner
+            .storage
+            .for_each(|table| table.collect_diagnostics(&mut all));
         all.sort();
         let mut out = self.inner.top_diagnostics.lock().clone();
         out.sort();
         out.extend(all.into_iter().map(|(_, _, d)| d));
         out
     }
-}
 
-impl<D: Send + Sync + 'static> EngineInner<D> {
-    /// The memo table of `Q`: a shared lock and a hash lookup by `TypeId`
-    /// (inlined into every read), created on first use.
-    #[inline(always)]
-    fn table<Q: Query<Db = D>>(&self) -> &MemoTable<Q::Key, Q::Value> {
-        let found = {
-            let tables = self.tables.read();
-            tables
-                .get(&TypeId::of::<Q>())
-                .map(|t| t.as_any().downcast_ref::<Table<Q>>().expect("table type") as *const _)
-        };
-        // The read guard is gone: `new_table` takes the write lock.
-        let ptr: *const Table<Q> = match found {
-            Some(t) => t,
-            None => self.new_table::<Q>(),
-        };
-        // SAFETY: tables are boxed and never removed or replaced while the
-        // engine lives (entries are only inserted), so the box's heap
-        // address stays valid for `&self`'s lifetime after the lock guard
-        // is dropped.
-        unsafe { &(*ptr).0 }
-    }
-
-    /// The slow path of [`EngineInner::table`]: inserts `Q`'s table (once;
-    /// a racing insert finds the other's) under the write lock.
-    #[cold]
-    #[inline(never)]
-    fn new_table<Q: Query<Db = D>>(&self) -> *const Table<Q> {
-        let mut tables = self.tables.write();
-        let t = tables
-            .entry(TypeId::of::<Q>())
-            .or_insert_with(|| Box::new(Table::<Q>(MemoTable::new())));
-        t.as_any().downcast_ref::<Table<Q>>().expect("table type")
+    /// What the memo tables hold, per query type, in the order the types
+    /// were first read: memos and bytes per memo (header, key, value,
+    /// index). Dependency edges take no memory: the engine keeps none
+    /// (profiles keep theirs in the recorder, only while recording).
+    pub fn memory(&self) -> Vec<QueryMemory> {
+        let mut out = Vec::new();
+        self.inner.storage.for_each(|table| out.push(table.memory()));
+        out
     }
 }
 
@@ -319,25 +267,37 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         if !RECORD && self.engine.recorder.is_on() {
             return self.try_get_recorded::<Q>(key);
         }
-        let table = self.engine.table::<Q>();
-        let mut new_job = None;
-        let claim = table.claim(&key, || {
-            let job = Job::start(Q::NAME, Box::new(key.clone()));
-            new_job = Some(job.clone());
-            job
-        });
-        if RECORD {
-            if let Claim::Hit(_, by) = &claim {
-                // RECORD: cache hit of `Q(key)`, computed by job `by`.
-                record_hit(&self.engine.recorder, Q::NAME, *by);
+        let table = self.engine.storage.table::<Q>();
+        let hash = MemoTable::<Q::Key, Q::Value>::hash(&key);
+        if let Some(memo) = table.find(hash, &key).and_then(Entry::memo) {
+            if RECORD {
+                // RECORD: cache hit of `Q(key)`, computed by job `memo.job`.
+                record_hit(&self.engine.recorder, Q::NAME, memo.job);
             }
+            return memo.result();
         }
-        match claim {
-            Claim::Hit(result, _) => result,
-            Claim::Claimed { latch } => {
-                let job = new_job.expect("claimed without a job");
-                let (result, rethrow) = self.execute::<Q, RECORD>(table, &key, &job);
-                latch.set();
+        self.claim::<Q, RECORD>(table, hash, key)
+    }
+
+    /// The rest of [`Cx::try_get`] after a lock-free miss: claim the key
+    /// (or find it finished or running), then compute or wait.
+    #[inline(never)]
+    fn claim<Q: Query<Db = D>, const RECORD: bool>(
+        &self,
+        table: &MemoTable<Q::Key, Q::Value>,
+        hash: u64,
+        key: Q::Key,
+    ) -> Result<Q::Value, QueryError> {
+        match table.claim(hash, key, Q::NAME, |key| Job::start(Q::NAME, key)) {
+            Claim::Done(memo) => {
+                if RECORD {
+                    // RECORD: cache hit of `Q(key)`, computed by job `memo.job`.
+                    record_hit(&self.engine.recorder, Q::NAME, memo.job);
+                }
+                memo.result()
+            }
+            Claim::Claimed(guard) => {
+                let (result, rethrow) = self.execute::<Q, RECORD>(guard);
                 match rethrow {
                     // Never unwind while the thread is already unwinding
                     // (a read from a `Drop`): that would abort the process.
@@ -345,7 +305,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
                     _ => result,
                 }
             }
-            Claim::Running { owner, latch } => self.wait::<Q, RECORD>(table, &key, &owner, &latch),
+            Claim::Running(entry, owner) => self.wait::<Q, RECORD>(entry, &owner),
         }
     }
 
@@ -354,10 +314,10 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     /// cycle is being broken and this job is not its entry.
     fn execute<Q: Query<Db = D>, const RECORD: bool>(
         &self,
-        table: &MemoTable<Q::Key, Q::Value>,
-        key: &Q::Key,
-        job: &Arc<Job>,
+        guard: ClaimGuard<'_, Q::Key, Q::Value>,
     ) -> (Result<Q::Value, QueryError>, Option<Payload>) {
+        let key = &guard.entry().key;
+        let job = guard.job();
         let outcome = if RECORD {
             self.run_recorded::<Q>(key, job)
         } else {
@@ -395,16 +355,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             .filter(|unwind| !unwind.is_entry(job.id))
             .min_by(|a, b| a.cycle.cmp(&b.cycle))
             .map(|unwind| Box::new(CycleUnwindPayload(unwind.clone())) as Payload);
-        let diagnostics = std::mem::take(&mut *job.diagnostics.lock());
-        table.publish(
-            key,
-            Memo {
-                result: result.clone(),
-                diagnostics,
-                job: job.id,
-            },
-        );
-        job.finish();
+        let diagnostics = std::mem::take(&mut *job.diagnostics.lock()).into_boxed_slice();
+        let memo = Memo {
+            result: result.clone().map_err(Box::new),
+            diagnostics,
+            job: job.id,
+        };
+        guard.publish(memo);
         (result, rethrow)
     }
 
@@ -445,10 +402,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     /// Waits for `Q(key)`, in progress in `owner`, after the cycle check.
     fn wait<Q: Query<Db = D>, const RECORD: bool>(
         &self,
-        table: &MemoTable<Q::Key, Q::Value>,
-        key: &Q::Key,
+        entry: &Entry<Q::Key, Q::Value>,
         owner: &Arc<Job>,
-        latch: &weft_runtime::Latch,
     ) -> Result<Q::Value, QueryError> {
         let waiter = match job::current_job() {
             Some(leaf) => match wait_graph::publish(weft_runtime::current_strand(), &leaf, owner) {
@@ -465,7 +420,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         let recorder = &self.engine.recorder;
         // RECORD: wait on job `owner.id` starts.
         let record = RECORD.then(|| record_wait_start(recorder, owner.id));
-        latch.wait();
+        owner.latch.wait();
         if let Some(record) = record {
             // RECORD: wait ends.
             recorder.wait_end(record);
@@ -473,12 +428,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         if let Some(unwind) = waiter.and_then(wait_graph::Wait::end) {
             return unwind_cycle(unwind);
         }
-        match table.finished(key) {
-            Some((result, _by)) => result,
-            None => panic!(
-                "weft: internal error: {}({key:?}) woke without a result",
-                Q::NAME
-            ),
+        match entry.memo() {
+            Some(memo) => memo.result(),
+            None => internal_error(&format!(
+                "{}({:?}) woke without a result",
+                Q::NAME,
+                entry.key
+            )),
         }
     }
 
@@ -518,6 +474,16 @@ fn unwind_cycle<V>(unwind: Arc<CycleUnwind>) -> Result<V, QueryError> {
         return Err(QueryError::Cycle(unwind.cycle.clone()));
     }
     panic::resume_unwind(Box::new(CycleUnwindPayload(unwind)))
+}
+
+/// An engine invariant is broken (a bug in Weft, not in a provider):
+/// unwinding through the engine could leave waiters hanging or memos
+/// half-made, so the process stops here with the message.
+#[cold]
+#[inline(never)]
+pub(crate) fn internal_error(what: &str) -> ! {
+    eprintln!("weft: internal error: {what}; aborting");
+    std::process::abort()
 }
 
 fn panicked<Q: Query>(key: &Q::Key, payload: &(dyn Any + Send)) -> QueryError {

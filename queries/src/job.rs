@@ -16,25 +16,53 @@
 //! parent's. Computing the place is O(1): nothing walks the job chain.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt::Debug;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use weft_runtime::sync::{AtomicBool, Ordering};
+use weft_runtime::Latch;
 
 use crate::cycle::CycleUnwind;
 use crate::wait_graph::StrandRec;
 use crate::Diagnostic;
 
-/// Process-wide job ids; 64 bits never wrap in practice.
-static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
+/// Job ids are handed to threads in blocks of this many, so that starting
+/// a job touches no shared counter (as the runtime's strand ids).
+const JOB_BLOCK: u64 = 1 << 16;
+
+/// The next unused block of job ids; starts at 1 (ids start at 65,536).
+/// 64 bits never wrap in practice.
+static NEXT_JOB_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's next job id and the end of its block.
+    static JOB_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A fresh, process-unique job id.
+fn fresh_job_id() -> u64 {
+    JOB_IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            // Relaxed: only uniqueness is needed.
+            next = NEXT_JOB_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * JOB_BLOCK;
+            end = next + JOB_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
 
 /// One query execution in progress.
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) query: &'static str,
-    pub(crate) key: Box<dyn Debug + Send + Sync>,
+    /// The key, by its memo entry (`memo.rs`): formatted only when a cycle
+    /// or panic report names it.
+    pub(crate) key: Arc<dyn Debug + Send + Sync>,
     pub(crate) parent: Option<Arc<Job>>,
     /// The strand record this job runs on (`wait_graph.rs`).
     pub(crate) strand: Arc<StrandRec>,
@@ -49,12 +77,15 @@ pub(crate) struct Job {
     /// The cycles found through this job (`cycle.rs`): shared, one `Arc`
     /// per cycle however many members it has.
     pub(crate) cycles: Mutex<Vec<Arc<CycleUnwind>>>,
+    /// Set once the result is published; the job's waiters wait on it (as
+    /// rustc's `QueryLatch`).
+    pub(crate) latch: Latch,
 }
 
 impl Job {
     /// A job for `query(key)` started by the code running now: its parent
     /// is the current job, its place is computed from the current strand.
-    pub(crate) fn start(query: &'static str, key: Box<dyn Debug + Send + Sync>) -> Arc<Job> {
+    pub(crate) fn start(query: &'static str, key: Arc<dyn Debug + Send + Sync>) -> Arc<Job> {
         Job::start_on(weft_runtime::current_strand(), current_job(), query, key)
     }
 
@@ -64,12 +95,12 @@ impl Job {
         rid: u64,
         parent: Option<Arc<Job>>,
         query: &'static str,
-        key: Box<dyn Debug + Send + Sync>,
+        key: Arc<dyn Debug + Send + Sync>,
     ) -> Arc<Job> {
         let (strand, depth) = StrandRec::place_new_job(rid, parent.as_ref());
         Arc::new(Job {
             // Relaxed: only uniqueness is needed.
-            id: NEXT_JOB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: fresh_job_id(),
             query,
             key,
             parent,
@@ -78,6 +109,7 @@ impl Job {
             done: AtomicBool::new(false),
             diagnostics: Mutex::new(Vec::new()),
             cycles: Mutex::new(Vec::new()),
+            latch: Latch::new(),
         })
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Modules, one protocol each:
 //! - `query`: the [`Query`] trait;
-//! - `memo`: sharded memo tables and the claim protocol;
+//! - `storage`: the engine's memo tables by query type, read lock-free;
+//! - `memo`: sharded memo tables read without locks, the claim protocol;
 //! - `job`: job records, parents across forks, places on strands;
 //! - `wait_graph`: who waits for whom (parallel children included), the
 //!   eager cycle search and its proof;
@@ -23,12 +24,14 @@ mod loom_models;
 mod memo;
 pub mod profile;
 mod query;
+mod storage;
 mod wait_graph;
 
 pub use cycle::{Cycle, CycleFrame};
 pub use diagnostic::{Diagnostic, Severity};
 pub use engine::{Cx, Engine};
 pub use query::Query;
+pub use storage::QueryMemory;
 
 /// Why a query has no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,7 +24,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn job(rid: u64, parent: Option<&Arc<Job>>, name: &'static str) -> Arc<Job> {
-    Job::start_on(rid, parent.cloned(), name, Box::new(()))
+    Job::start_on(rid, parent.cloned(), name, Arc::new(()))
 }
 
 /// Publishes `leaf`'s wait for `owner` on strand `rid`: `Ok(wait)` when it

@@ -15,12 +15,43 @@
 #[cfg(not(loom))]
 pub use parking_lot::{Condvar, Mutex};
 #[cfg(not(loom))]
-pub use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub use self::loom_shim::{Condvar, Mutex};
 #[cfg(loom)]
-pub use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub use loom::cell::UnsafeCell;
+
+/// `std::cell::UnsafeCell` with loom's closure API (`with`, `with_mut`), so
+/// that under `cfg(loom)` the model checks every access for data races (as
+/// tokio's `loom::cell::UnsafeCell` shim). Zero-cost otherwise.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// A cell holding `value`.
+    pub const fn new(value: T) -> UnsafeCell<T> {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Calls `f` with a pointer for reading. Dereferencing it is the
+    /// caller's `unsafe`, under the invariant that no write races the read.
+    #[inline(always)]
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Calls `f` with a pointer for writing. Dereferencing it is the
+    /// caller's `unsafe`, under the invariant that no other access races it.
+    #[inline(always)]
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
 
 /// Yields to the other threads of a model (loom's scheduler must see a
 /// spinning retry); `std::thread::yield_now` otherwise.

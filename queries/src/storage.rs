@@ -1,0 +1,214 @@
+//! The engine's storage: one memo table per query type, found by an index
+//! that reads take no lock on.
+//!
+//! A query type's table is created on its first read and never removed or
+//! moved while the engine lives. The index from `TypeId` to table is an
+//! immutable open-addressing array; adding a table (under a mutex) builds
+//! a new array with one more entry and publishes it (`Release`), keeping the
+//! old arrays until the storage drops (readers may still probe them). A
+//! read loads the current array (`Acquire`) and probes: no lock, no
+//! reference count, no shared write. A reader that misses (a table being
+//! added) takes the mutex, which orders it after every addition.
+//!
+//! Query types are few (dozens), so copying the array per addition costs
+//! nothing that matters; an array is never more than half full.
+
+use std::any::{Any, TypeId};
+use std::hash::BuildHasher;
+
+use rustc_hash::FxBuildHasher;
+use weft_runtime::sync::{AtomicPtr, Mutex, Ordering};
+
+use crate::memo::MemoTable;
+use crate::{Diagnostic, Query};
+
+/// Per-query-type facts for the memory report (`Engine::memory`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryMemory {
+    /// [`Query::NAME`].
+    pub query: &'static str,
+    /// Memo entries (executed or running keys).
+    pub memos: usize,
+    /// Bytes of one entry besides its key and value: reference counts,
+    /// hash, state, owner slot, memo header (error box, diagnostics, job
+    /// id), padding.
+    pub header_bytes: usize,
+    /// `size_of::<Q::Key>()`: bytes of the key held inline (heap data a key
+    /// owns, such as a `String`'s text, is not counted).
+    pub key_bytes: usize,
+    /// `size_of::<Q::Value>()`, inline, as `key_bytes`.
+    pub value_bytes: usize,
+    /// Bytes of the table's index slots (8 per slot, the old indexes that
+    /// growth keeps included) and of its shards.
+    pub index_bytes: usize,
+}
+
+impl QueryMemory {
+    /// All bytes of the table divided by its memos (0 for an empty table).
+    pub fn bytes_per_memo(&self) -> f64 {
+        if self.memos == 0 {
+            return 0.0;
+        }
+        let entries = self.memos * (self.header_bytes + self.key_bytes + self.value_bytes);
+        (entries + self.index_bytes) as f64 / self.memos as f64
+    }
+}
+
+/// A memo table with its types erased, for whole-engine walks.
+pub(crate) trait ErasedTable: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>);
+    fn memory(&self) -> QueryMemory;
+}
+
+pub(crate) struct Table<Q: Query>(pub(crate) MemoTable<Q::Key, Q::Value>);
+
+impl<Q: Query> ErasedTable for Table<Q> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>) {
+        self.0.for_each_done(|k, memo| {
+            if !memo.diagnostics.is_empty() {
+                let key = format!("{k:?}");
+                out.extend(
+                    memo.diagnostics
+                        .iter()
+                        .map(|d| (Q::NAME, key.clone(), d.clone())),
+                );
+            }
+        });
+    }
+
+    fn memory(&self) -> QueryMemory {
+        let (memos, slot_bytes) = self.0.footprint();
+        let key_bytes = std::mem::size_of::<Q::Key>();
+        let value_bytes = std::mem::size_of::<Q::Value>();
+        QueryMemory {
+            query: Q::NAME,
+            memos,
+            header_bytes: MemoTable::<Q::Key, Q::Value>::entry_bytes() - key_bytes - value_bytes,
+            key_bytes,
+            value_bytes,
+            index_bytes: slot_bytes + MemoTable::<Q::Key, Q::Value>::shard_bytes(),
+        }
+    }
+}
+
+/// One index array: `(TypeId, table)` pairs by open addressing.
+struct Index {
+    slots: Box<[Option<(TypeId, *const ())>]>,
+    mask: usize,
+}
+
+impl Index {
+    fn find(&self, t: TypeId) -> Option<*const ()> {
+        let mut i = FxBuildHasher.hash_one(t) as usize & self.mask;
+        loop {
+            match self.slots[i] {
+                Some((u, p)) if u == t => return Some(p),
+                Some(_) => i = (i + 1) & self.mask,
+                None => return None,
+            }
+        }
+    }
+}
+
+/// What the mutex guards: the tables (owned) and every index array.
+struct Owned {
+    tables: Vec<(TypeId, Box<dyn ErasedTable>)>,
+    indexes: Vec<Box<Index>>,
+}
+
+/// The memo tables of one engine (module doc).
+pub(crate) struct Storage {
+    current: AtomicPtr<Index>,
+    owned: Mutex<Owned>,
+}
+
+// SAFETY: the raw pointers in the index arrays point at the `ErasedTable`
+// boxes `owned` holds, which are `Send + Sync`; the arrays themselves are
+// immutable once published.
+unsafe impl Send for Storage {}
+// SAFETY: as for `Send`; shared access only reads the arrays and the
+// tables, and the tables are `Sync`.
+unsafe impl Sync for Storage {}
+
+impl Storage {
+    pub(crate) fn new() -> Storage {
+        let mut first = Box::new(Index {
+            slots: vec![None; 4].into_boxed_slice(),
+            mask: 3,
+        });
+        Storage {
+            current: AtomicPtr::new(&mut *first as *mut Index),
+            owned: Mutex::new(Owned {
+                tables: Vec::new(),
+                indexes: vec![first],
+            }),
+        }
+    }
+
+    /// The memo table of `Q`, created on first use.
+    #[inline(always)]
+    pub(crate) fn table<Q: Query>(&self) -> &MemoTable<Q::Key, Q::Value> {
+        // Acquire: pairs with the Release store in `add`.
+        let index = self.current.load(Ordering::Acquire);
+        // SAFETY: `current` points at a box in `owned.indexes`, dropped only
+        // with the storage, which `&self` borrows.
+        let found = unsafe { &*index }.find(TypeId::of::<Q>());
+        let p = match found {
+            Some(p) => p,
+            None => self.add::<Q>(),
+        };
+        // SAFETY: an index maps `TypeId::of::<Q>()` only to the address of
+        // a boxed `Table<Q>` in `owned.tables` (see `add`), which lives as
+        // long as the storage.
+        unsafe { &(*(p as *const Table<Q>)).0 }
+    }
+
+    /// The slow path of [`Storage::table`]: adds `Q`'s table (once; a
+    /// racing caller finds the other's) and publishes a new index.
+    #[cold]
+    #[inline(never)]
+    fn add<Q: Query>(&self) -> *const () {
+        let t = TypeId::of::<Q>();
+        let mut owned = self.owned.lock();
+        let old = owned.indexes.last().expect("an index");
+        if let Some(p) = old.find(t) {
+            return p;
+        }
+        let table: Box<dyn ErasedTable> = Box::new(Table::<Q>(MemoTable::new()));
+        let p = table
+            .as_any()
+            .downcast_ref::<Table<Q>>()
+            .expect("the table just made") as *const Table<Q> as *const ();
+        owned.tables.push((t, table));
+        let n = (owned.tables.len() * 2).next_power_of_two().max(4);
+        let mut index = Box::new(Index {
+            slots: vec![None; n].into_boxed_slice(),
+            mask: n - 1,
+        });
+        for (u, table) in &owned.tables {
+            let q = &**table as *const dyn ErasedTable as *const ();
+            let mut i = FxBuildHasher.hash_one(*u) as usize & index.mask;
+            while index.slots[i].is_some() {
+                i = (i + 1) & index.mask;
+            }
+            index.slots[i] = Some((*u, q));
+        }
+        // Release: the new array's slots are seen with it.
+        self.current
+            .store(&mut *index as *mut Index, Ordering::Release);
+        owned.indexes.push(index);
+        p
+    }
+
+    /// Calls `f` on every table, in creation order.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&dyn ErasedTable)) {
+        for (_, t) in &self.owned.lock().tables {
+            f(&**t);
+        }
+    }
+}
