@@ -1,6 +1,7 @@
 //! Helpers shared by Weft's criterion benches (`benches/*.rs`): runtimes per
 //! mode, and a trivial query.
 
+pub mod layered;
 pub mod wait_depth;
 
 use weft_queries::{Cx, Query};

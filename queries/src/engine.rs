@@ -361,7 +361,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             diagnostics,
             job: job.id,
         };
-        guard.publish(memo);
+        job::recycle(guard.publish(memo));
         (result, rethrow)
     }
 

@@ -16,7 +16,7 @@
 //! parent's. Computing the place is O(1): nothing walks the job chain.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Debug;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -62,7 +62,8 @@ pub(crate) struct Job {
     pub(crate) query: &'static str,
     /// The key, by its memo entry (`memo.rs`): formatted only when a cycle
     /// or panic report names it.
-    pub(crate) key: Arc<dyn Debug + Send + Sync>,
+    /// `None` only while the record waits in the pool for reuse.
+    pub(crate) key: Option<Arc<dyn Debug + Send + Sync>>,
     pub(crate) parent: Option<Arc<Job>>,
     /// The strand record this job runs on (`wait_graph.rs`).
     pub(crate) strand: Arc<StrandRec>,
@@ -98,11 +99,25 @@ impl Job {
         key: Arc<dyn Debug + Send + Sync>,
     ) -> Arc<Job> {
         let (strand, depth) = StrandRec::place_new_job(rid, parent.as_ref());
+        if let Some(mut job) = POOL.with(|p| p.borrow_mut().pop()) {
+            // A pooled record is unique (`recycle`), and nothing can clone
+            // an `Arc` out of the pool.
+            let j = Arc::get_mut(&mut job).expect("a pooled job record is unique");
+            j.id = fresh_job_id();
+            j.query = query;
+            j.key = Some(key);
+            j.parent = parent;
+            j.strand = strand;
+            j.depth = depth;
+            j.done = AtomicBool::new(false);
+            j.latch.reset();
+            return job;
+        }
         Arc::new(Job {
             // Relaxed: only uniqueness is needed.
             id: fresh_job_id(),
             query,
-            key,
+            key: Some(key),
             parent,
             strand,
             depth,
@@ -115,7 +130,10 @@ impl Job {
 
     /// `query(key)` for reports.
     pub(crate) fn key_string(&self) -> String {
-        format!("{:?}", self.key)
+        match &self.key {
+            Some(key) => format!("{key:?}"),
+            None => "(pooled)".to_owned(),
+        }
     }
 
     /// Whether the job's result is published.
@@ -139,6 +157,39 @@ impl Job {
     pub(crate) fn chain(self: &Arc<Job>) -> impl Iterator<Item = &Arc<Job>> {
         std::iter::successors(Some(self), |j| j.parent.as_ref())
     }
+}
+
+/// Job records kept per thread for reuse: a miss then allocates only its
+/// memo entry. A record (with its latch) is reused only once no one else
+/// holds it.
+const POOL_CAPACITY: usize = 32;
+
+thread_local! {
+    static POOL: RefCell<Vec<Arc<Job>>> = const { RefCell::new(Vec::new()) };
+    /// What a pooled record's `strand` points at: a record no code runs on.
+    static IDLE_STRAND: Arc<StrandRec> = StrandRec::idle();
+}
+
+/// Gives a finished job's record back for reuse by the next job started
+/// on this thread, if no one else holds it (a waiter that has not yet
+/// looked at it, a child, a cycle report): its links to other records
+/// are dropped now, so the pool keeps nothing else alive.
+pub(crate) fn recycle(mut job: Arc<Job>) {
+    let Some(j) = Arc::get_mut(&mut job) else {
+        return;
+    };
+    debug_assert!(j.is_done(), "recycling a job that did not finish");
+    j.key = None;
+    j.parent = None;
+    j.strand = IDLE_STRAND.with(Arc::clone);
+    j.cycles = Mutex::new(Vec::new());
+    // `try_with`: a thread being torn down just frees the record.
+    let _ = POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_CAPACITY {
+            p.push(job);
+        }
+    });
 }
 
 /// The job the current code runs for, from the runtime's task context.

@@ -60,7 +60,7 @@
 
 use std::fmt::{self, Debug};
 use std::hash::{BuildHasher, Hash};
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -366,7 +366,7 @@ where
         let entry = unsafe { &*p };
         Claim::Claimed(ClaimGuard {
             entry,
-            job,
+            job: ManuallyDrop::new(job),
             query,
             published: false,
         })
@@ -435,7 +435,8 @@ impl<K, V> Drop for MemoTable<K, V> {
 /// "every job publishes exactly once" holds by construction.
 pub(crate) struct ClaimGuard<'t, K: Debug, V> {
     entry: &'t Entry<K, V>,
-    job: Arc<Job>,
+    /// Taken by `publish`, dropped by `drop` otherwise.
+    job: ManuallyDrop<Arc<Job>>,
     query: &'static str,
     published: bool,
 }
@@ -451,9 +452,13 @@ impl<'t, K: Debug, V> ClaimGuard<'t, K, V> {
         &self.job
     }
 
-    /// Publishes the memo, marks the job finished and wakes its waiters.
-    pub(crate) fn publish(mut self, memo: Memo<V>) {
+    /// Publishes the memo, marks the job finished and wakes its waiters;
+    /// hands the job record back (for `job::recycle`).
+    pub(crate) fn publish(mut self, memo: Memo<V>) -> Arc<Job> {
         self.finish(memo);
+        // SAFETY: `published` is now true, so `drop` does not touch `job`:
+        // it is taken exactly once, here.
+        unsafe { ManuallyDrop::take(&mut self.job) }
     }
 
     fn finish(&mut self, memo: Memo<V>) {
@@ -484,5 +489,8 @@ impl<K: Debug, V> Drop for ClaimGuard<'_, K, V> {
             job: self.job.id,
         };
         self.finish(memo);
+        // SAFETY: the guard was not published (`publish` sets `published`
+        // before taking `job`), so `job` is still here; dropped once.
+        unsafe { ManuallyDrop::drop(&mut self.job) };
     }
 }

@@ -155,6 +155,12 @@ impl StrandRec {
         })
     }
 
+    /// The record a pooled job record points at (`job.rs`): no code runs
+    /// on it and nothing is registered with it.
+    pub(crate) fn idle() -> Arc<StrandRec> {
+        StrandRec::new(0, None)
+    }
+
     /// The record's code ended (its root job finished, or its temporary
     /// wait is over): off its fork's list.
     pub(crate) fn end(&self) {

@@ -93,6 +93,22 @@ impl Latch {
         Latch::default()
     }
 
+    /// Makes the latch unset again, so that one allocation serves many
+    /// waits (the query engine pools its job records, latch included).
+    /// Only a latch whose handle this is alone is reset in place: then no
+    /// waiter, waker or fiber registration can still reach it. Otherwise
+    /// this handle gets a new latch and the others keep the old one.
+    pub fn reset(&mut self) {
+        match Arc::get_mut(&mut self.inner) {
+            // `get_mut` saw the other handles gone (`Acquire`): their
+            // accesses happen before ours. A set latch has no fiber
+            // waiters left (`set` took them) and no blocked thread (each
+            // holds a handle while it blocks).
+            Some(inner) => inner.set = AtomicBool::new(false),
+            None => *self = Latch::new(),
+        }
+    }
+
     /// Whether the latch is set. `Acquire`: after `true`, the setter's
     /// writes before [`set`](Latch::set) are visible.
     #[inline]
@@ -217,6 +233,19 @@ mod tests {
         l.set();
         l.wait();
         assert!(l.probe());
+    }
+
+    #[test]
+    fn reset_unsets_a_lone_latch_and_replaces_a_shared_one() {
+        let mut l = Latch::new();
+        l.set();
+        l.reset();
+        assert!(!l.probe(), "a lone latch is reset in place");
+        let other = l.clone();
+        l.set();
+        l.reset();
+        assert!(!l.probe(), "this handle gets a new latch");
+        assert!(other.probe(), "the other handle keeps the set one");
     }
 
     #[test]
