@@ -84,6 +84,10 @@ impl Query for Node {
         }
         Layered::combine(i, deps.iter().map(|&d| cx.get::<Node>(d)))
     }
+
+    fn dense_index(&i: &u32) -> Option<usize> {
+        Some(i as usize)
+    }
 }
 
 /// The `OnceLock` peer: one cell per node, filled by plain recursion

@@ -26,7 +26,9 @@ pub fn runtime(mode: Mode, threads: usize) -> Runtime {
         .expect("build runtime")
 }
 
-/// A query whose provider does next to nothing: `key * 2`.
+/// A query whose provider does next to nothing: `key * 2`. Its keys are
+/// ids, stored densely ([`Query::dense_index`]); [`TrivialHashed`] is the
+/// same query with hashed keys.
 pub struct Trivial;
 
 impl Query for Trivial {
@@ -34,6 +36,24 @@ impl Query for Trivial {
     type Key = u64;
     type Value = u64;
     const NAME: &'static str = "trivial";
+
+    fn compute(_cx: &Cx<'_, ()>, key: &u64) -> u64 {
+        key.wrapping_mul(2)
+    }
+
+    fn dense_index(key: &u64) -> Option<usize> {
+        usize::try_from(*key).ok()
+    }
+}
+
+/// [`Trivial`] with its keys hashed (the default storage).
+pub struct TrivialHashed;
+
+impl Query for TrivialHashed {
+    type Db = ();
+    type Key = u64;
+    type Value = u64;
+    const NAME: &'static str = "trivial_hashed";
 
     fn compute(_cx: &Cx<'_, ()>, key: &u64) -> u64 {
         key.wrapping_mul(2)

@@ -34,7 +34,7 @@ use weft_runtime::{Mode, Runtime};
 
 use crate::cycle::{self, CycleUnwind};
 use crate::job::{self, Job};
-use crate::memo::{Claim, ClaimGuard, Entry, Memo, MemoTable};
+use crate::memo::{Claim, ClaimGuard, Entry, Memo, MemoTable, Place};
 use crate::profile::{Profile, Recorder, WaitToken};
 use crate::storage::{QueryMemory, Storage};
 use crate::wait_graph::{self, Published};
@@ -268,15 +268,15 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             return self.try_get_recorded::<Q>(key);
         }
         let table = self.engine.storage.table::<Q>();
-        let hash = MemoTable::<Q::Key, Q::Value>::hash(&key);
-        if let Some(memo) = table.find(hash, &key).and_then(Entry::memo) {
+        let place = MemoTable::<Q::Key, Q::Value>::place(&key, Q::dense_index(&key));
+        if let Some(memo) = table.find(place, &key).and_then(Entry::memo) {
             if RECORD {
                 // RECORD: cache hit of `Q(key)`, computed by job `memo.job`.
                 record_hit(&self.engine.recorder, Q::NAME, memo.job);
             }
             return memo.result();
         }
-        self.claim::<Q, RECORD>(table, hash, key)
+        self.claim::<Q, RECORD>(table, place, key)
     }
 
     /// The rest of [`Cx::try_get`] after a lock-free miss: claim the key
@@ -285,10 +285,10 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     fn claim<Q: Query<Db = D>, const RECORD: bool>(
         &self,
         table: &MemoTable<Q::Key, Q::Value>,
-        hash: u64,
+        place: Place,
         key: Q::Key,
     ) -> Result<Q::Value, QueryError> {
-        match table.claim(hash, key, Q::NAME, |key| Job::start(Q::NAME, key)) {
+        match table.claim(place, key, Q::NAME, |key| Job::start(Q::NAME, key)) {
             Claim::Done(memo) => {
                 if RECORD {
                     // RECORD: cache hit of `Q(key)`, computed by job `memo.job`.
@@ -316,7 +316,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         &self,
         guard: ClaimGuard<'_, Q::Key, Q::Value>,
     ) -> (Result<Q::Value, QueryError>, Option<Payload>) {
-        let key = &guard.entry().key;
+        let key = guard.key();
         let job = guard.job();
         let outcome = if RECORD {
             self.run_recorded::<Q>(key, job)
@@ -431,9 +431,8 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         match entry.memo() {
             Some(memo) => memo.result(),
             None => internal_error(&format!(
-                "{}({:?}) woke without a result",
-                Q::NAME,
-                entry.key
+                "{}({entry:?}) woke without a result",
+                Q::NAME
             )),
         }
     }

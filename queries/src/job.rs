@@ -18,6 +18,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt::Debug;
+use std::mem::{align_of, size_of, MaybeUninit};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -56,14 +57,89 @@ fn fresh_job_id() -> u64 {
     })
 }
 
+/// A job's key, for reports, without an allocation: a copy of a small key
+/// held inline, or a share of the memo entry that holds a larger one.
+pub(crate) enum JobKey {
+    /// A pooled record's: no key.
+    None,
+    /// A clone of a key that fits 16 bytes and has no drop glue.
+    Inline(InlineKey),
+    /// The memo entry holding the key (its `Debug` is the key's).
+    Shared(Arc<dyn Debug + Send + Sync>),
+}
+
+impl JobKey {
+    /// The key's `Debug` text.
+    pub(crate) fn format(&self) -> String {
+        match self {
+            JobKey::None => "(pooled)".to_owned(),
+            JobKey::Inline(k) => k.format(),
+            JobKey::Shared(k) => format!("{k:?}"),
+        }
+    }
+}
+
+/// A key of type `K` kept as bytes with its `Debug` function: see
+/// [`InlineKey::new`].
+pub(crate) struct InlineKey {
+    bytes: MaybeUninit<[u64; 2]>,
+    format: unsafe fn(*const u8) -> String,
+}
+
+// SAFETY: `new` stores only keys whose type is `Send + Sync`, and the bytes
+// are only ever lent out as `&K`.
+unsafe impl Send for InlineKey {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for InlineKey {}
+
+impl InlineKey {
+    /// A clone of `key` held inline, when `K` fits 16 bytes at alignment
+    /// 8 or less and has no drop glue (so the copy owns nothing and needs
+    /// no drop); `None` otherwise.
+    pub(crate) fn new<K: Clone + Debug + Send + Sync>(key: &K) -> Option<InlineKey> {
+        if !InlineKey::fits::<K>() {
+            return None;
+        }
+        let mut bytes = MaybeUninit::<[u64; 2]>::uninit();
+        // SAFETY: the buffer is 16 bytes at alignment 8, and `K` fits in
+        // both (checked above), so the write is in bounds and aligned.
+        unsafe { bytes.as_mut_ptr().cast::<K>().write(key.clone()) };
+        Some(InlineKey {
+            bytes,
+            format: format_key::<K>,
+        })
+    }
+
+    /// Whether keys of type `K` can be held inline (see [`InlineKey::new`]).
+    #[inline]
+    pub(crate) const fn fits<K>() -> bool {
+        size_of::<K>() <= 16 && align_of::<K>() <= 8 && !std::mem::needs_drop::<K>()
+    }
+
+    fn format(&self) -> String {
+        // SAFETY: `format` is `format_key::<K>` for the `K` that `new`
+        // wrote into `bytes`, which still holds it (never dropped: it has
+        // no drop glue).
+        unsafe { (self.format)(self.bytes.as_ptr().cast::<u8>()) }
+    }
+}
+
+/// The `Debug` text of the `K` at `p`.
+///
+/// # Safety
+///
+/// `p` points at a valid, aligned `K`.
+unsafe fn format_key<K: Debug>(p: *const u8) -> String {
+    // SAFETY: the caller's contract.
+    format!("{:?}", unsafe { &*p.cast::<K>() })
+}
+
 /// One query execution in progress.
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) query: &'static str,
-    /// The key, by its memo entry (`memo.rs`): formatted only when a cycle
-    /// or panic report names it.
-    /// `None` only while the record waits in the pool for reuse.
-    pub(crate) key: Option<Arc<dyn Debug + Send + Sync>>,
+    /// The key, formatted only when a cycle or panic report names it.
+    pub(crate) key: JobKey,
     pub(crate) parent: Option<Arc<Job>>,
     /// The strand record this job runs on (`wait_graph.rs`).
     pub(crate) strand: Arc<StrandRec>,
@@ -86,7 +162,7 @@ pub(crate) struct Job {
 impl Job {
     /// A job for `query(key)` started by the code running now: its parent
     /// is the current job, its place is computed from the current strand.
-    pub(crate) fn start(query: &'static str, key: Arc<dyn Debug + Send + Sync>) -> Arc<Job> {
+    pub(crate) fn start(query: &'static str, key: JobKey) -> Arc<Job> {
         Job::start_on(weft_runtime::current_strand(), current_job(), query, key)
     }
 
@@ -96,7 +172,7 @@ impl Job {
         rid: u64,
         parent: Option<Arc<Job>>,
         query: &'static str,
-        key: Arc<dyn Debug + Send + Sync>,
+        key: JobKey,
     ) -> Arc<Job> {
         let (strand, depth) = StrandRec::place_new_job(rid, parent.as_ref());
         if let Some(mut job) = POOL.with(|p| p.borrow_mut().pop()) {
@@ -105,7 +181,7 @@ impl Job {
             let j = Arc::get_mut(&mut job).expect("a pooled job record is unique");
             j.id = fresh_job_id();
             j.query = query;
-            j.key = Some(key);
+            j.key = key;
             j.parent = parent;
             j.strand = strand;
             j.depth = depth;
@@ -117,7 +193,7 @@ impl Job {
             // Relaxed: only uniqueness is needed.
             id: fresh_job_id(),
             query,
-            key: Some(key),
+            key,
             parent,
             strand,
             depth,
@@ -130,10 +206,7 @@ impl Job {
 
     /// `query(key)` for reports.
     pub(crate) fn key_string(&self) -> String {
-        match &self.key {
-            Some(key) => format!("{key:?}"),
-            None => "(pooled)".to_owned(),
-        }
+        self.key.format()
     }
 
     /// Whether the job's result is published.
@@ -179,7 +252,7 @@ pub(crate) fn recycle(mut job: Arc<Job>) {
         return;
     };
     debug_assert!(j.is_done(), "recycling a job that did not finish");
-    j.key = None;
+    j.key = JobKey::None;
     j.parent = None;
     j.strand = IDLE_STRAND.with(Arc::clone);
     j.cycles = Mutex::new(Vec::new());

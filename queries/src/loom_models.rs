@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use loom::thread;
 
-use crate::job::Job;
+use crate::job::{Job, JobKey};
 use crate::wait_graph::{publish, Published, Wait};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -24,7 +24,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn job(rid: u64, parent: Option<&Arc<Job>>, name: &'static str) -> Arc<Job> {
-    Job::start_on(rid, parent.cloned(), name, Arc::new(()))
+    Job::start_on(rid, parent.cloned(), name, JobKey::None)
 }
 
 /// Publishes `leaf`'s wait for `owner` on strand `rid`: `Ok(wait)` when it

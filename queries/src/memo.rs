@@ -1,90 +1,88 @@
-//! Memo tables: one per query type, sharded by key hash, read without a
-//! lock; a miss claims its key with one probe and publishes in place.
+//! Memo tables: one per query type, read without a lock; a miss claims
+//! its key with one probe and publishes in place.
 //!
 //! # Layout
 //!
-//! A table has [`SHARDS`] shards, chosen by the key hash's top bits. A
-//! shard is an open-addressing index (linear probing on the hash's low
-//! bits) of pointers to [`Entry`]s, plus a writer mutex. An entry holds the
-//! key, its hash, a state byte, the memo (written once, in place) and,
-//! while it runs, its owner job. Entries live in an `Arc` (the table holds
-//! one count; the owner job holds one as its key, so a cycle report can
-//! name the key without a copy of it) and are never removed or moved while
-//! the table lives. Indexes only grow: a full index is copied into one of
-//! twice the size, published, and the old one is kept (readers may still
-//! be probing it) until the table drops, so all of them together are less
-//! than twice the current one.
+//! A table stores [`Entry`]s two ways:
+//!
+//! - **dense** (`dense.rs`, as rustc's `VecCache`): a key whose
+//!   [`Query::dense_index`](crate::Query::dense_index) is `Some(i)` lives
+//!   inline at position `i` of a bucketed array whose buckets never move.
+//!   A read indexes: no hash, no probe, no pointer chase; a scan in id
+//!   order reads memory in order. A miss allocates nothing.
+//! - **hashed** (`hashed.rs`): every other key lives in its own `Arc`'d
+//!   entry, found through a sharded open-addressing index of pointers.
+//!
+//! An entry holds its state byte, the key, the memo (written once, in
+//! place) and, while it runs, its owner job. Entries are never removed or
+//! moved while the table lives.
 //!
 //! # The protocol
 //!
-//! - **Read** ([`MemoTable::find`], no lock): load the shard's current
-//!   index (`Acquire`), probe until the key or an empty slot, and load the
-//!   entry's state (`Acquire`); `DONE` means the memo may be read.
-//! - **Claim** ([`MemoTable::claim`]): lock the shard's writer, probe the
-//!   current index again; if the key is absent, insert a new `RUNNING`
-//!   entry whose owner is set *before* its pointer is stored (`Release`)
-//!   into an empty slot. Of many callers of one key exactly one inserts
-//!   (the writer mutex orders them), as salsa's `SyncTable::try_claim`; the
-//!   others find the entry under the same mutex. Only the holder of the
-//!   writer mutex stores slots or replaces the index.
-//! - **Publish** ([`ClaimGuard::publish`]): write the memo into the entry,
-//!   store `DONE` (`Release`), take the owner out (under the entry's owner
-//!   mutex), mark the job finished, set its latch. Every waiter then sees
-//!   the memo: a waiter's latch wait returns after `set`, which happens
-//!   after the `DONE` store.
+//! An entry's state goes `EMPTY` → `RUNNING` → `DONE`, each step once:
+//!
+//! - **Read** (no lock): find the entry (`dense.rs`, `hashed.rs`: an
+//!   `Acquire` load of a bucket or slot pointer) and load its state
+//!   (`Acquire`); `DONE` means the memo may be read.
+//! - **Claim**: under the lock that orders claims of the key (the entry's
+//!   owner mutex for a dense entry, the shard's writer mutex for a hashed
+//!   one), an `EMPTY` entry gets its key and owner job, then `RUNNING`
+//!   (`Release`). Of many callers of one key exactly one claims it, as
+//!   salsa's `SyncTable::try_claim`; the others find it running or done.
+//! - **Publish** ([`ClaimGuard::publish`]): write the memo, store `DONE`
+//!   (`Release`), take the owner out (under the owner mutex), mark the job
+//!   finished, set its latch. A waiter's latch wait returns after `set`,
+//!   which comes after the `DONE` store: it sees the memo.
 //!
 //! Why this is sound:
 //!
-//! 1. *A reader never sees a half-built entry or memo.* An entry is fully
-//!    built before the `Release` store of its pointer; a reader's `Acquire`
-//!    load of that pointer sees it whole. A memo is written before the
-//!    `Release` store of `DONE`; it is read only after an `Acquire` load
-//!    that sees `DONE`, and it is never written again. So the memo cell has
-//!    one write, which happens before every read.
-//! 2. *A reader that misses a key is never wrong.* A reader probing an old
-//!    index, or racing an insert, may not find a key that exists; it then
-//!    claims, and the claim re-probes the current index under the writer
-//!    mutex, which orders it after every insert: it finds the entry.
-//! 3. *Every probe ends.* An index is never more than half full (it grows
-//!    first), so each probe meets an empty slot.
-//! 4. *A waiter always finds the owner or the memo.* The owner is taken out
-//!    only after `DONE` is stored, so a waiter that finds no owner under the
-//!    owner mutex (which orders it after the take) sees `DONE`.
-//! 5. *Every claim publishes exactly once.* The claimant holds the only
+//! 1. *No one reads a half-written key or memo.* The key is written before
+//!    the `Release` store of `RUNNING` (or, hashed, before the entry's
+//!    pointer is stored with `Release`); it is read only after an
+//!    `Acquire` load seeing the state past `EMPTY` (or the pointer). The
+//!    memo is written before the `Release` store of `DONE` and read only
+//!    after an `Acquire` load seeing `DONE`. Neither is written again. So
+//!    each cell has one write, which happens before every read.
+//! 2. *A read that misses is never wrong.* A read may miss a key that a
+//!    racing claim is inserting; it then claims, and the claim looks again
+//!    under the lock that ordered the other claim: it finds the entry.
+//! 3. *A waiter always finds the owner or the memo.* The owner is set
+//!    before `RUNNING` under the owner mutex and taken out only after
+//!    `DONE` is stored, under it again; so a claimant that finds the entry
+//!    past `EMPTY` and no owner (under the mutex) sees `DONE`.
+//! 4. *Every claim publishes exactly once.* The claimant holds the only
 //!    [`ClaimGuard`]; publishing consumes it, and dropping it unpublished
 //!    (an unwinding through the engine itself) publishes a poisoned memo,
 //!    so no waiter waits forever.
 //!
-//! `loom_models.rs` model-checks the real code (claims racing claims,
-//! readers racing the insert, the publish and an index growth).
+//! `loom_models.rs` model-checks the real code (claims racing claims and
+//! reads, a publish racing reads, an index growing, a bucket installed).
+
+mod dense;
+mod hashed;
 
 use std::fmt::{self, Debug};
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::Arc;
 
-use crossbeam_utils::CachePadded;
-use rustc_hash::FxBuildHasher;
-use weft_runtime::sync::{AtomicPtr, AtomicU8, Mutex, Ordering, UnsafeCell};
+use weft_runtime::sync::{AtomicU8, Mutex, Ordering, UnsafeCell};
 
-use crate::job::Job;
+use crate::job::{InlineKey, Job, JobKey};
 use crate::{Diagnostic, QueryError};
 
-/// Number of shards per table (a power of two).
-pub(crate) const SHARDS: usize = 32;
-
-/// Slots of a shard's first index (a power of two).
-const INITIAL_SLOTS: usize = 8;
+use self::dense::Dense;
+use self::hashed::Hashed;
 
 /// A finished execution.
 pub(crate) struct Memo<V> {
     /// The value, or the error every caller gets (boxed: errors are rare,
     /// and a `QueryError` is 64 bytes).
     pub(crate) result: Result<V, Box<QueryError>>,
-    /// Diagnostics its execution emitted (empty: no allocation).
-    pub(crate) diagnostics: Box<[Diagnostic]>,
     /// The job that computed it (for profiles: dependency edges by id).
     pub(crate) job: u64,
+    /// Diagnostics its execution emitted (empty: no allocation).
+    pub(crate) diagnostics: Box<[Diagnostic]>,
 }
 
 impl<V: Clone> Memo<V> {
@@ -98,34 +96,75 @@ impl<V: Clone> Memo<V> {
     }
 }
 
-/// [`Entry::state`]: the provider runs; the memo cell is uninitialized.
-const RUNNING: u8 = 0;
+/// [`Entry::state`]: no claim yet; key and memo are uninitialized.
+const EMPTY: u8 = 0;
+/// [`Entry::state`]: claimed, the provider runs; the key is written.
+const RUNNING: u8 = 1;
 /// [`Entry::state`]: the memo is written and never changes again.
-const DONE: u8 = 1;
+const DONE: u8 = 2;
 
-/// One key of a table: see the module doc.
+/// One key of a table: see the module doc. `repr(C)`: a read touches the
+/// state, key and result, which come first.
+#[repr(C)]
 pub(crate) struct Entry<K, V> {
-    hash: u64,
-    pub(crate) key: K,
-    /// `RUNNING` or `DONE`.
+    /// `EMPTY`, `RUNNING` or `DONE`.
     state: AtomicU8,
+    /// Initialized once `state` is past `EMPTY`.
+    key: UnsafeCell<MaybeUninit<K>>,
     /// Initialized exactly when `state` is `DONE`.
     memo: UnsafeCell<MaybeUninit<Memo<V>>>,
-    /// The job computing it, while `RUNNING`; `None` before the entry is
-    /// published and after the memo is.
+    /// The job computing it, while `RUNNING`.
     owner: Mutex<Option<Arc<Job>>>,
+    /// The key's hash (hashed entries; 0 in dense ones).
+    hash: u64,
 }
 
-// SAFETY: the only field that is not `Sync` by itself is `memo`, and the
-// protocol (module doc, point 1) makes its one write happen before every
-// read, so sharing `&Entry` between threads is data-race free; the key,
-// value and job are `Send + Sync` themselves.
+// SAFETY: the fields that are not `Sync` by themselves are the `key` and
+// `memo` cells, and the protocol (module doc, point 1) makes each cell's
+// one write happen before every read, so sharing `&Entry` between threads
+// is data-race free; the key, value and job are `Send + Sync` themselves.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
 // SAFETY: an `Entry` owns its key, memo and owner job outright; moving it
 // to another thread moves them, which their `Send` bounds allow.
 unsafe impl<K: Send, V: Send> Send for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
+    /// An unclaimed entry (dense tables make them by the bucket).
+    fn empty() -> Entry<K, V> {
+        Entry {
+            state: AtomicU8::new(EMPTY),
+            key: UnsafeCell::new(MaybeUninit::uninit()),
+            memo: UnsafeCell::new(MaybeUninit::uninit()),
+            owner: Mutex::new(None),
+            hash: 0,
+        }
+    }
+
+    /// A claimed entry for `key`, owner still to be set (hashed tables
+    /// make one per claim, before publishing its pointer).
+    fn running(hash: u64, key: K) -> Entry<K, V> {
+        Entry {
+            state: AtomicU8::new(RUNNING),
+            key: UnsafeCell::new(MaybeUninit::new(key)),
+            memo: UnsafeCell::new(MaybeUninit::uninit()),
+            owner: Mutex::new(None),
+            hash,
+        }
+    }
+
+    /// The key, once claimed.
+    #[inline]
+    pub(crate) fn key(&self) -> Option<&K> {
+        // Acquire: pairs with the Release store of `RUNNING` (or of the
+        // entry's pointer, for a hashed entry made `RUNNING`).
+        if self.state.load(Ordering::Acquire) == EMPTY {
+            return None;
+        }
+        // SAFETY: past `EMPTY` the key is written and never written again
+        // (module doc, point 1).
+        Some(self.key.with(|p| unsafe { (*p).assume_init_ref() }))
+    }
+
     /// The memo, once published.
     #[inline]
     pub(crate) fn memo(&self) -> Option<&Memo<V>> {
@@ -140,9 +179,9 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// The job computing this key, or `None` once the memo is published.
-    pub(crate) fn owner(&self) -> Option<Arc<Job>> {
-        self.owner.lock().clone()
+    /// Whether a claim has been made (the key is written).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Ordering::Acquire) != EMPTY
     }
 
     /// Writes the memo and stores `DONE`; returns the owner job.
@@ -159,13 +198,36 @@ impl<K, V> Entry<K, V> {
         self.state.store(DONE, Ordering::Release);
         self.owner.lock().take()
     }
+
+    /// What a claimant that found this entry past `EMPTY` gets: the memo
+    /// or the running owner.
+    fn found(&self) -> Claim<'_, K, V>
+    where
+        K: Debug,
+    {
+        if let Some(memo) = self.memo() {
+            return Claim::Done(memo);
+        }
+        match self.owner.lock().clone() {
+            Some(owner) => Claim::Running(self, owner),
+            // No owner past `EMPTY`: published (module doc, point 3).
+            None => Claim::Done(self.memo().unwrap_or_else(|| {
+                crate::engine::internal_error("an entry with neither owner nor memo")
+            })),
+        }
+    }
 }
 
 impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
-        if self.state.load(Ordering::Acquire) == DONE {
-            // SAFETY: `DONE`: the memo is initialized (point 1), and `&mut
-            // self` excludes every other access; it is dropped once, here.
+        let state = self.state.load(Ordering::Acquire);
+        if state != EMPTY {
+            // SAFETY: past `EMPTY` the key is initialized (point 1); `&mut
+            // self` excludes every other access; dropped once, here.
+            self.key.with_mut(|p| unsafe { (*p).assume_init_drop() });
+        }
+        if state == DONE {
+            // SAFETY: as for the key, with `DONE` for the memo.
             self.memo.with_mut(|p| unsafe { (*p).assume_init_drop() });
         }
     }
@@ -174,73 +236,11 @@ impl<K, V> Drop for Entry<K, V> {
 /// An entry names its key in cycle and panic reports (it is a job's key).
 impl<K: Debug, V> Debug for Entry<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.key.fmt(f)
-    }
-}
-
-/// One index of a shard: a power-of-two array of entry pointers.
-struct Index<K, V> {
-    slots: Box<[AtomicPtr<Entry<K, V>>]>,
-    mask: usize,
-}
-
-impl<K: Eq, V> Index<K, V> {
-    fn with_slots(n: usize) -> Index<K, V> {
-        Index {
-            slots: (0..n)
-                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-                .collect(),
-            mask: n - 1,
+        match self.key() {
+            Some(k) => k.fmt(f),
+            None => f.write_str("(unclaimed)"),
         }
     }
-
-    /// The entry of `key`, probing from `hash`'s slot.
-    #[inline]
-    fn find(&self, hash: u64, key: &K) -> Option<&Entry<K, V>> {
-        let mut i = hash as usize & self.mask;
-        loop {
-            // Acquire: pairs with the Release store in `insert`; the entry
-            // is seen whole.
-            let p = self.slots[i].load(Ordering::Acquire);
-            if p.is_null() {
-                return None;
-            }
-            // SAFETY: a non-null slot points at an entry the table owns one
-            // `Arc` count of until it drops, and `&self` borrows the table.
-            let e = unsafe { &*p };
-            if e.hash == hash && e.key == *key {
-                return Some(e);
-            }
-            i = (i + 1) & self.mask;
-        }
-    }
-
-    /// Stores `p` in the first empty slot from `hash`'s. Only the holder of
-    /// the shard's writer mutex calls this, on an index less than half full.
-    fn insert(&self, hash: u64, p: *mut Entry<K, V>) {
-        let mut i = hash as usize & self.mask;
-        // Relaxed: only the writer (us) stores slots.
-        while !self.slots[i].load(Ordering::Relaxed).is_null() {
-            i = (i + 1) & self.mask;
-        }
-        // Release: see `find`.
-        self.slots[i].store(p, Ordering::Release);
-    }
-}
-
-/// What only the holder of a shard's writer mutex touches.
-struct Writer<K, V> {
-    /// Entries in the shard.
-    len: usize,
-    /// Every index the shard has had, the current one last (readers may
-    /// still probe the older ones; they go when the table drops).
-    indexes: Vec<Box<Index<K, V>>>,
-}
-
-struct Shard<K, V> {
-    /// The current index: the last of `writer.indexes`.
-    current: AtomicPtr<Index<K, V>>,
-    writer: Mutex<Writer<K, V>>,
 }
 
 /// The outcome of [`MemoTable::claim`].
@@ -253,179 +253,108 @@ pub(crate) enum Claim<'t, K: Debug, V> {
     Claimed(ClaimGuard<'t, K, V>),
 }
 
-/// The memo table of one query type.
+/// The memo table of one query type: dense and hashed entries.
 pub(crate) struct MemoTable<K, V> {
-    shards: Box<[CachePadded<Shard<K, V>>]>,
+    dense: Dense<K, V>,
+    hashed: Hashed<K, V>,
+}
+
+/// Where a key lives: its dense index, or its hash.
+#[derive(Clone, Copy)]
+pub(crate) enum Place {
+    Dense(usize),
+    Hashed(u64),
 }
 
 impl<K, V> MemoTable<K, V>
 where
-    K: Eq + Hash + Debug + Send + Sync + 'static,
+    K: Eq + Hash + Clone + Debug + Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
     pub(crate) fn new() -> Self {
         MemoTable {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    let mut first = Box::new(Index::with_slots(INITIAL_SLOTS));
-                    let current = AtomicPtr::new(&mut *first as *mut Index<K, V>);
-                    CachePadded::new(Shard {
-                        current,
-                        writer: Mutex::new(Writer {
-                            len: 0,
-                            indexes: vec![first],
-                        }),
-                    })
-                })
-                .collect(),
+            dense: Dense::new(),
+            hashed: Hashed::new(),
         }
     }
 
-    /// The hash that [`find`](MemoTable::find) and
-    /// [`claim`](MemoTable::claim) take.
+    /// Where `key` lives, given its [`Query::dense_index`](crate::Query::dense_index).
     #[inline]
-    pub(crate) fn hash(key: &K) -> u64 {
-        FxBuildHasher.hash_one(key)
+    pub(crate) fn place(key: &K, dense_index: Option<usize>) -> Place {
+        match dense_index {
+            Some(i) if i <= dense::MAX_INDEX && InlineKey::fits::<K>() => Place::Dense(i),
+            _ => Place::Hashed(hashed::hash(key)),
+        }
     }
 
+    /// The entry of `key` at `place`, if any: no lock (module doc).
     #[inline]
-    fn shard(&self, hash: u64) -> &Shard<K, V> {
-        // The high bits: FxHash mixes them best; the low ones pick slots.
-        &self.shards[(hash >> 59) as usize % SHARDS]
-    }
-
-    /// The entry of `key` (with `hash`), if any: no lock (module doc).
-    #[inline]
-    pub(crate) fn find(&self, hash: u64, key: &K) -> Option<&Entry<K, V>> {
-        // Acquire: pairs with the Release store of a grown index.
-        let index = self.shard(hash).current.load(Ordering::Acquire);
-        // SAFETY: `current` always points at a box in `writer.indexes`,
-        // which are dropped only with the table.
-        unsafe { &*index }.find(hash, key)
+    pub(crate) fn find(&self, place: Place, key: &K) -> Option<&Entry<K, V>> {
+        match place {
+            Place::Dense(i) => self.dense.get(i),
+            Place::Hashed(h) => self.hashed.find(h, key),
+        }
     }
 
     /// Finds `key` or claims it for the job `make_owner` builds from the
-    /// new entry (module doc). `make_owner` runs under the shard's writer
-    /// mutex, so it must not read this table.
+    /// job key (module doc). `make_owner` runs under the claim's lock, so
+    /// it must not read this table.
     pub(crate) fn claim(
         &self,
-        hash: u64,
+        place: Place,
         key: K,
         query: &'static str,
-        make_owner: impl FnOnce(Arc<dyn Debug + Send + Sync>) -> Arc<Job>,
+        make_owner: impl FnOnce(JobKey) -> Arc<Job>,
     ) -> Claim<'_, K, V> {
-        let shard = self.shard(hash);
-        let mut writer = shard.writer.lock();
-        let index: &Index<K, V> = writer.indexes.last().expect("an index");
-        if let Some(e) = index.find(hash, &key) {
-            // SAFETY: entries live as long as the table (it owns a count of
-            // each), which `&self` borrows: the borrow may outlive the guard.
-            let e: &Entry<K, V> = unsafe { &*(e as *const Entry<K, V>) };
-            drop(writer);
-            return match e.owner() {
-                Some(owner) => Claim::Running(e, owner),
-                // No owner: published (module doc, point 4).
-                None => Claim::Done(e.memo().unwrap_or_else(|| {
-                    crate::engine::internal_error("an entry with neither owner nor memo")
-                })),
-            };
+        let claimed = match place {
+            Place::Dense(i) => self.dense.claim(i, key, make_owner),
+            Place::Hashed(h) => self.hashed.claim(h, key, make_owner),
+        };
+        match claimed {
+            Ok((entry, job)) => Claim::Claimed(ClaimGuard {
+                entry,
+                job: ManuallyDrop::new(job),
+                query,
+                published: false,
+            }),
+            Err(entry) => entry.found(),
         }
-        let entry = Arc::new(Entry {
-            hash,
-            key,
-            state: AtomicU8::new(RUNNING),
-            memo: UnsafeCell::new(MaybeUninit::<Memo<V>>::uninit()),
-            owner: Mutex::new(None),
-        });
-        let job = make_owner(entry.clone());
-        *entry.owner.lock() = Some(job.clone());
-        let p = Arc::into_raw(entry) as *mut Entry<K, V>;
-        let slots = writer.indexes.last().expect("an index").slots.len();
-        if (writer.len + 1) * 2 > slots {
-            let old = writer.indexes.last().expect("an index");
-            let grown = Box::new(Index::with_slots(slots * 2));
-            for slot in old.slots.iter() {
-                // Relaxed: only the writer (us) stores slots.
-                let q = slot.load(Ordering::Relaxed);
-                if !q.is_null() {
-                    // SAFETY: as in `Index::find`.
-                    grown.insert(unsafe { (*q).hash }, q);
-                }
-            }
-            // Release: the grown index's slots are seen with it.
-            shard
-                .current
-                .store(&*grown as *const Index<K, V> as *mut _, Ordering::Release);
-            writer.indexes.push(grown);
-        }
-        writer.indexes.last().expect("an index").insert(hash, p);
-        writer.len += 1;
-        drop(writer);
-        // SAFETY: `p` came from `Arc::into_raw` above; the table's count
-        // keeps it alive as long as `&self`.
-        let entry = unsafe { &*p };
-        Claim::Claimed(ClaimGuard {
-            entry,
-            job: ManuallyDrop::new(job),
-            query,
-            published: false,
-        })
     }
 
-    /// Calls `f` on every published memo, shard by shard.
+    /// Calls `f` on every published memo: dense entries by index, then
+    /// hashed ones shard by shard.
     pub(crate) fn for_each_done(&self, mut f: impl FnMut(&K, &Memo<V>)) {
-        for shard in self.shards.iter() {
-            let writer = shard.writer.lock();
-            for slot in writer.indexes.last().expect("an index").slots.iter() {
-                // Relaxed: we hold the writer mutex, which ordered the store.
-                let p = slot.load(Ordering::Relaxed);
-                if !p.is_null() {
-                    // SAFETY: as in `Index::find`.
-                    let e = unsafe { &*p };
-                    if let Some(m) = e.memo() {
-                        f(&e.key, m);
-                    }
-                }
+        let mut visit = |e: &Entry<K, V>| {
+            if let (Some(k), Some(m)) = (e.key(), e.memo()) {
+                f(k, m);
             }
-        }
+        };
+        self.dense.for_each(&mut visit);
+        self.hashed.for_each(&mut visit);
     }
 
-    /// Bytes of one entry with its `Arc` header (two counts).
-    pub(crate) fn entry_bytes() -> usize {
-        2 * std::mem::size_of::<usize>() + std::mem::size_of::<Entry<K, V>>()
-    }
-
-    /// Bytes of the table's shards (without their indexes).
-    pub(crate) fn shard_bytes() -> usize {
-        SHARDS * std::mem::size_of::<CachePadded<Shard<K, V>>>()
-    }
-
-    /// Entries, and bytes of index slots (every index, old ones included).
-    pub(crate) fn footprint(&self) -> (usize, usize) {
-        let (mut len, mut slots) = (0, 0);
-        for shard in self.shards.iter() {
-            let writer = shard.writer.lock();
-            len += writer.len;
-            slots += writer.indexes.iter().map(|i| i.slots.len()).sum::<usize>();
-        }
-        (len, slots * std::mem::size_of::<AtomicPtr<Entry<K, V>>>())
+    /// Claimed entries; bytes of the entries (their `Arc` headers
+    /// included, unclaimed dense ones too); bytes of the indexes.
+    pub(crate) fn footprint(&self) -> (usize, usize, usize) {
+        let (dense_len, dense_bytes) = self.dense.footprint();
+        let (hashed_len, hashed_bytes, index_bytes) = self.hashed.footprint();
+        (
+            dense_len + hashed_len,
+            dense_bytes + hashed_bytes,
+            index_bytes,
+        )
     }
 }
 
-impl<K, V> Drop for MemoTable<K, V> {
-    fn drop(&mut self) {
-        for shard in self.shards.iter() {
-            let writer = shard.writer.lock();
-            for slot in writer.indexes.last().expect("an index").slots.iter() {
-                let p = slot.load(Ordering::Relaxed);
-                if !p.is_null() {
-                    // SAFETY: each entry is in the current index exactly
-                    // once and the table owns one `Arc` count of it, from
-                    // `Arc::into_raw` in `claim`; it is given back once.
-                    drop(unsafe { Arc::from_raw(p as *const Entry<K, V>) });
-                }
-            }
-        }
+/// The job key of an entry being claimed: a copy of a small key, else a
+/// share of the entry (`shared`, called only then).
+fn job_key<K: Clone + Debug + Send + Sync>(
+    key: &K,
+    shared: impl FnOnce() -> Arc<dyn Debug + Send + Sync>,
+) -> JobKey {
+    match InlineKey::new(key) {
+        Some(k) => JobKey::Inline(k),
+        None => JobKey::Shared(shared()),
     }
 }
 
@@ -442,9 +371,11 @@ pub(crate) struct ClaimGuard<'t, K: Debug, V> {
 }
 
 impl<'t, K: Debug, V> ClaimGuard<'t, K, V> {
-    /// The claimed entry (its key is the provider's).
-    pub(crate) fn entry(&self) -> &'t Entry<K, V> {
+    /// The claimed key.
+    pub(crate) fn key(&self) -> &'t K {
         self.entry
+            .key()
+            .unwrap_or_else(|| crate::engine::internal_error("a claimed entry without its key"))
     }
 
     /// The job that computes it.
@@ -465,8 +396,8 @@ impl<'t, K: Debug, V> ClaimGuard<'t, K, V> {
         debug_assert!(!self.published);
         self.published = true;
         // SAFETY: the guard is the entry's only claimant (only `claim`
-        // makes one, for the entry it inserted), and `published` makes
-        // this its only publication.
+        // makes one, for the entry it claimed), and `published` makes this
+        // its only publication.
         let owner = unsafe { self.entry.publish(memo) };
         drop(owner);
         self.job.finish();
@@ -482,11 +413,11 @@ impl<K: Debug, V> Drop for ClaimGuard<'_, K, V> {
         let memo = Memo {
             result: Err(Box::new(QueryError::Panicked {
                 query: self.query,
-                key: format!("{:?}", self.entry.key),
+                key: format!("{:?}", self.entry),
                 message: "weft: internal error: the job ended without publishing a result".into(),
             })),
-            diagnostics: Box::new([]),
             job: self.job.id,
+            diagnostics: Box::new([]),
         };
         self.finish(memo);
         // SAFETY: the guard was not published (`publish` sets `published`

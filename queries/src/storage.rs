@@ -19,7 +19,7 @@ use std::hash::BuildHasher;
 use rustc_hash::FxBuildHasher;
 use weft_runtime::sync::{AtomicPtr, Mutex, Ordering};
 
-use crate::memo::MemoTable;
+use crate::memo::{Entry, MemoTable};
 use crate::{Diagnostic, Query};
 
 /// Per-query-type facts for the memory report (`Engine::memory`).
@@ -29,17 +29,20 @@ pub struct QueryMemory {
     pub query: &'static str,
     /// Memo entries (executed or running keys).
     pub memos: usize,
-    /// Bytes of one entry besides its key and value: reference counts,
-    /// hash, state, owner slot, memo header (error box, diagnostics, job
-    /// id), padding.
+    /// Bytes of one entry besides its key and value: state, owner slot,
+    /// memo header (error box, job id, diagnostics), hash, padding; a
+    /// hashed entry adds its `Arc`'s two counts (16 bytes).
     pub header_bytes: usize,
     /// `size_of::<Q::Key>()`: bytes of the key held inline (heap data a key
     /// owns, such as a `String`'s text, is not counted).
     pub key_bytes: usize,
     /// `size_of::<Q::Value>()`, inline, as `key_bytes`.
     pub value_bytes: usize,
-    /// Bytes of the table's index slots (8 per slot, the old indexes that
-    /// growth keeps included) and of its shards.
+    /// Bytes of all entries: hashed ones with their `Arc` counts, and
+    /// every dense bucket made, unclaimed entries included.
+    pub entry_bytes: usize,
+    /// Bytes of the hashed entries' index (8 per slot, the old indexes
+    /// that growth keeps included) and of its shards.
     pub index_bytes: usize,
 }
 
@@ -49,8 +52,7 @@ impl QueryMemory {
         if self.memos == 0 {
             return 0.0;
         }
-        let entries = self.memos * (self.header_bytes + self.key_bytes + self.value_bytes);
-        (entries + self.index_bytes) as f64 / self.memos as f64
+        (self.entry_bytes + self.index_bytes) as f64 / self.memos as f64
     }
 }
 
@@ -82,16 +84,17 @@ impl<Q: Query> ErasedTable for Table<Q> {
     }
 
     fn memory(&self) -> QueryMemory {
-        let (memos, slot_bytes) = self.0.footprint();
-        let key_bytes = std::mem::size_of::<Q::Key>();
-        let value_bytes = std::mem::size_of::<Q::Value>();
+        let (memos, entry_bytes, index_bytes) = self.0.footprint();
+        let key_bytes = size_of::<Q::Key>();
+        let value_bytes = size_of::<Q::Value>();
         QueryMemory {
             query: Q::NAME,
             memos,
-            header_bytes: MemoTable::<Q::Key, Q::Value>::entry_bytes() - key_bytes - value_bytes,
+            header_bytes: size_of::<Entry<Q::Key, Q::Value>>() - key_bytes - value_bytes,
             key_bytes,
             value_bytes,
-            index_bytes: slot_bytes + MemoTable::<Q::Key, Q::Value>::shard_bytes(),
+            entry_bytes,
+            index_bytes,
         }
     }
 }
