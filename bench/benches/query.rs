@@ -1,8 +1,10 @@
 //! Group `query`: the cost of one `Cx::get`, per mode (1 worker).
 //!
-//! - `hit/<mode>`: the key is memoized: a shard lock and a clone;
+//! - `hit/<mode>`: the key is memoized: a lock-free read and a clone;
 //! - `miss/<mode>`: a new key each time, with a trivial provider: claim,
-//!   job, compute, publish, set the latch;
+//!   job, compute, publish, set the latch (keys are ids, stored densely);
+//! - `hit-hashed/<mode>`, `miss-hashed/<mode>`: the same with hashed keys
+//!   (the default storage; a miss allocates its entry);
 //! - `…/<mode>+recording`: the same with `Engine::enable_recording` on (the
 //!   cost of recording when it is on; off, it is one branch per hook).
 
@@ -13,8 +15,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use weft_bench::{modes, runtime, Trivial};
-use weft_queries::Engine;
+use weft_bench::{modes, runtime, Trivial, TrivialHashed};
+use weft_queries::{Engine, Query};
 
 /// Keys read by the hit benchmark (all memoized first).
 const HOT_KEYS: u64 = 1024;
@@ -27,7 +29,8 @@ fn engine(mode: weft_runtime::Mode, recording: bool) -> Engine<()> {
     e
 }
 
-fn query(c: &mut Criterion) {
+/// The hit and miss benches of query `Q` (keys `0, 1, 2, ...`), as `hit{suffix}/..`.
+fn hit_and_miss<Q: Query<Db = (), Key = u64>>(c: &mut Criterion, suffix: &str) {
     let mut g = c.benchmark_group("query");
     g.measurement_time(Duration::from_secs(2));
     for mode in modes() {
@@ -37,29 +40,29 @@ fn query(c: &mut Criterion) {
             } else {
                 mode.to_string()
             };
-            g.bench_function(BenchmarkId::new("hit", &name), |b| {
+            g.bench_function(BenchmarkId::new(format!("hit{suffix}"), &name), |b| {
                 b.iter_custom(|iters| {
                     // A fresh engine per sample keeps the recording small.
                     let e = engine(mode, recording);
                     e.run(|cx| {
                         for k in 0..HOT_KEYS {
-                            cx.get::<Trivial>(k);
+                            black_box(cx.get::<Q>(k));
                         }
                         let start = Instant::now();
                         for i in 0..iters {
-                            black_box(cx.get::<Trivial>(i % HOT_KEYS));
+                            black_box(cx.get::<Q>(i % HOT_KEYS));
                         }
                         start.elapsed()
                     })
                 });
             });
-            g.bench_function(BenchmarkId::new("miss", &name), |b| {
+            g.bench_function(BenchmarkId::new(format!("miss{suffix}"), &name), |b| {
                 b.iter_custom(|iters| {
                     let e = engine(mode, recording);
                     e.run(|cx| {
                         let start = Instant::now();
                         for k in 0..iters {
-                            black_box(cx.get::<Trivial>(k));
+                            black_box(cx.get::<Q>(k));
                         }
                         start.elapsed()
                     })
@@ -68,6 +71,11 @@ fn query(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+fn query(c: &mut Criterion) {
+    hit_and_miss::<Trivial>(c, "");
+    hit_and_miss::<TrivialHashed>(c, "-hashed");
 }
 
 criterion_group!(benches, query);

@@ -374,7 +374,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         job: &Arc<Job>,
     ) -> std::thread::Result<Q::Value> {
         let _ctx = job::enter(job);
-        let _activity = weft_runtime::set_current_activity(Q::NAME);
+        let _activity = weft_runtime::set_current_activity_name(Q::NAME);
         panic::catch_unwind(AssertUnwindSafe(|| {
             weft_runtime::ensure_sufficient_stack(|| Q::compute(self, key))
         }))

@@ -48,5 +48,8 @@ pub use mode::{Mode, ParseModeError};
 pub use registry::{
     current_mode, current_worker_index, BuildError, Builder, Runtime, DEFAULT_STACK_SIZE,
 };
-pub use stack::{ensure_sufficient_stack, remaining_stack, set_current_activity, ActivityGuard};
+pub use stack::{
+    ensure_sufficient_stack, remaining_stack, set_current_activity, set_current_activity_name,
+    ActivityGuard, ActivityNameGuard,
+};
 pub use worker_local::WorkerLocal;

@@ -65,7 +65,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use self::activity::{set_current_activity, ActivityGuard};
+pub use self::activity::{
+    set_current_activity, set_current_activity_name, ActivityGuard, ActivityNameGuard,
+};
 #[cfg_attr(not(feature = "fibers"), allow(unused_imports))]
 pub(crate) use self::overflow::{
     install_alt_stack_for_thread, install_overflow_handler, set_worker_index_for_signal,
@@ -170,7 +172,7 @@ impl Drop for FiberStack {
 // (the pool's chunks outlive every `FiberStack`, which holds an `Arc` to the
 // pool), `limit` has a guard region of at least one page below it, the
 // usable part is at least `MIN_STACK_SIZE` (`StackPool::new` enforces it),
-// and both addresses are page- or 16-byte aligned (`ACTIVITY_AREA` is 128).
+// and both addresses are page- or 16-byte aligned (`ACTIVITY_AREA` is 144).
 unsafe impl corosensei::stack::Stack for FiberStack {
     #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {

@@ -163,6 +163,16 @@ fn activity_label_follows_fiber() {
     resume_a("q(a)");
     assert_eq!(current_activity(), "worker loop");
     let long = "x".repeat(500);
-    let _g = stack::set_current_activity(&long);
+    let g = stack::set_current_activity(&long);
     assert_eq!(current_activity().len(), 112);
+    drop(g);
+    // A static name shows over a copied label and gives it back.
+    let _copied = stack::set_current_activity("copied(a)");
+    {
+        let _named = stack::set_current_activity_name("named");
+        assert_eq!(current_activity(), "named");
+        let _inner = stack::set_current_activity("copied(b)");
+        assert_eq!(current_activity(), "copied(b)");
+    }
+    assert_eq!(current_activity(), "copied(a)");
 }

@@ -19,6 +19,9 @@
 //! fibers interleave on one thread: a guard restores the previous label *of
 //! its own buffer* when dropped.
 //!
+//! A static label ([`set_current_activity_name`], what the engine uses for
+//! query names) is not copied: the buffer points at it.
+//!
 //! Labels longer than [`ACTIVITY_CAPACITY`] bytes are cut at a character
 //! boundary. Writing is not atomic with respect to the handler: if the stack
 //! overflows in the middle of a copy the message may show a partial label,
@@ -31,11 +34,16 @@ use std::ptr;
 /// Bytes of label kept per fiber or thread.
 pub(crate) const ACTIVITY_CAPACITY: usize = 112;
 
-/// A fixed-size label buffer; 128 bytes, so it fits at the top of a stack
-/// without disturbing the stack's 16-byte alignment.
+/// A fixed-size label buffer; 144 bytes, so it fits at the top of a stack
+/// without disturbing the stack's 16-byte alignment. It holds either a
+/// static name (`name`, set by [`set_current_activity_name`]: no copy) or,
+/// when `name` is null, a copied label (`bytes`).
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
 pub(crate) struct ActivityBuf {
+    /// A `&'static str`'s bytes, or null.
+    name: *const u8,
+    name_len: usize,
     len: usize,
     /// Non-zero when a label was cut.
     truncated: usize,
@@ -44,6 +52,8 @@ pub(crate) struct ActivityBuf {
 
 impl ActivityBuf {
     pub(crate) const EMPTY: ActivityBuf = ActivityBuf {
+        name: ptr::null(),
+        name_len: 0,
         len: 0,
         truncated: 0,
         bytes: [0; ACTIVITY_CAPACITY],
@@ -52,12 +62,18 @@ impl ActivityBuf {
     /// The label bytes, clamped to the capacity (the handler may read a
     /// buffer that is being written).
     pub(crate) fn label(&self) -> &[u8] {
+        if !self.name.is_null() {
+            // SAFETY: a non-null `name` comes with its length from a
+            // `&'static str` (`set_current_activity_name`), which lives
+            // for the program.
+            return unsafe { std::slice::from_raw_parts(self.name, self.name_len) };
+        }
         &self.bytes[..self.len.min(ACTIVITY_CAPACITY)]
     }
 
     /// Whether the stored label was cut to fit.
     pub(crate) fn is_truncated(&self) -> bool {
-        self.truncated != 0
+        self.name.is_null() && self.truncated != 0
     }
 
     fn set(&mut self, label: &str) {
@@ -65,6 +81,7 @@ impl ActivityBuf {
         while !label.is_char_boundary(n) {
             n -= 1;
         }
+        self.name = ptr::null();
         self.len = 0;
         self.bytes[..n].copy_from_slice(&label.as_bytes()[..n]);
         self.truncated = usize::from(n < label.len());
@@ -134,6 +151,53 @@ pub fn set_current_activity(label: &str) -> ActivityGuard {
         buf,
         prev,
         _not_send: PhantomData,
+    }
+}
+
+/// [`set_current_activity`] for a static label, such as a query's name:
+/// nothing is copied (the buffer points at the name), and the guard keeps
+/// and restores two words instead of the whole buffer. The query engine
+/// calls this at every query execution.
+pub fn set_current_activity_name(name: &'static str) -> ActivityNameGuard {
+    let buf = current_buf();
+    // SAFETY: as in `set_current_activity`: the buffer of the code running
+    // on this thread now, touched only by this thread.
+    let prev = unsafe {
+        let prev = ((*buf).name, (*buf).name_len);
+        (*buf).name_len = name.len();
+        (*buf).name = name.as_ptr();
+        prev
+    };
+    ActivityNameGuard {
+        buf,
+        prev,
+        _not_send: PhantomData,
+    }
+}
+
+/// Restores the previous static name (or none, so that a copied label
+/// shows again) when dropped; returned by [`set_current_activity_name`].
+/// Must be dropped on the fiber or thread that created it (it is `!Send`).
+#[must_use = "the label is reset when the guard is dropped"]
+pub struct ActivityNameGuard {
+    buf: *mut ActivityBuf,
+    prev: (*const u8, usize),
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ActivityNameGuard {
+    fn drop(&mut self) {
+        // SAFETY: as for `ActivityGuard`.
+        unsafe {
+            (*self.buf).name = self.prev.0;
+            (*self.buf).name_len = self.prev.1;
+        }
+    }
+}
+
+impl std::fmt::Debug for ActivityNameGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityNameGuard").finish_non_exhaustive()
     }
 }
 
