@@ -36,8 +36,8 @@ pub trait Query: 'static {
     ///
     /// Indices should be dense: index `i` makes the table hold about `i`
     /// entries (of about 80 bytes plus the value). Indices above
-    /// 4,294,966,271, and keys over 16 bytes or with drop glue (a
-    /// `String`), are hashed whatever this returns. Results are the same
+    /// 16,776,191, and keys over 16 bytes or with drop glue (a `String`),
+    /// are hashed whatever this returns. Results are the same
     /// either way; only cost differs.
     #[inline]
     fn dense_index(key: &Self::Key) -> Option<usize> {

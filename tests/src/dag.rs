@@ -442,14 +442,20 @@ fn spin(micros: u32) {
     }
 }
 
-/// The one query of the random graphs.
-pub struct Node;
+/// The one query of the random graphs. `DENSE` stores its memos densely
+/// ([`Query::dense_index`]) instead of hashed; results, cycle reports and
+/// panics must be the same either way.
+pub struct Node<const DENSE: bool = false>;
 
-impl Query for Node {
+impl<const DENSE: bool> Query for Node<DENSE> {
     type Db = Db;
     type Key = u32;
     type Value = u64;
     const NAME: &'static str = "node";
+
+    fn dense_index(key: &u32) -> Option<usize> {
+        DENSE.then_some(*key as usize)
+    }
 
     fn compute(cx: &Cx<'_, Db>, key: &u32) -> u64 {
         let db = cx.db();
@@ -459,8 +465,10 @@ impl Query for Node {
             inject_panic(format_args!("node {key} before its deps"));
         }
         let fetch = |&(d, how): &(u32, Fetch)| match how {
-            Fetch::Get => cx.get::<Node>(d),
-            Fetch::TryGet => cx.try_get::<Node>(d).unwrap_or_else(|e| error_value(&e)),
+            Fetch::Get => cx.get::<Node<DENSE>>(d),
+            Fetch::TryGet => cx
+                .try_get::<Node<DENSE>>(d)
+                .unwrap_or_else(|e| error_value(&e)),
         };
         let deps = &spec.deps[..];
         let values: Vec<u64> = match spec.reads {
@@ -501,6 +509,14 @@ pub type Outcome = Vec<Result<u64, QueryError>>;
 /// Runs `graph` on a fresh engine over `rt`; returns every node's result
 /// (by node index) and every node's execution count.
 pub fn evaluate(rt: &Runtime, graph: &Arc<Graph>) -> (Outcome, Vec<usize>) {
+    evaluate_stored::<false>(rt, graph)
+}
+
+/// [`evaluate`] with the memos stored densely (`DENSE`) or hashed.
+pub fn evaluate_stored<const DENSE: bool>(
+    rt: &Runtime,
+    graph: &Arc<Graph>,
+) -> (Outcome, Vec<usize>) {
     let n = graph.nodes.len();
     let db = Db {
         graph: Arc::clone(graph),
@@ -513,9 +529,12 @@ pub fn evaluate(rt: &Runtime, graph: &Arc<Graph>) -> (Outcome, Vec<usize>) {
     }
     let mut asked: Vec<(u32, Result<u64, QueryError>)> = engine.run(|cx| {
         if graph.top_par {
-            par_map(&order, |_, &u| (u, cx.try_get::<Node>(u)))
+            par_map(&order, |_, &u| (u, cx.try_get::<Node<DENSE>>(u)))
         } else {
-            order.iter().map(|&u| (u, cx.try_get::<Node>(u))).collect()
+            order
+                .iter()
+                .map(|&u| (u, cx.try_get::<Node<DENSE>>(u)))
+                .collect()
         }
     });
     asked.sort_by_key(|&(u, _)| u);

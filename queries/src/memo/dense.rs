@@ -7,7 +7,8 @@
 //! first time one of its indices is met, installed with a compare-exchange
 //! (`AcqRel`; a loser frees its own), and never moved or freed before the
 //! table. So dense indices should be dense, as ids are: an index `i` costs
-//! the bucket holding it, about `i` entries.
+//! the bucket holding it, about `i` entries. Indices past
+//! [`MAX_INDEX`] (16,776,191) are hashed instead.
 //!
 //! The claim of an entry is made under the entry's own owner mutex, which
 //! orders it against every other claim of the key: `EMPTY` → write the key
@@ -28,8 +29,10 @@ use crate::job::{Job, JobKey};
 /// are costly to make).
 const FIRST_BITS: u32 = if cfg!(loom) { 1 } else { 10 };
 
-/// Buckets per table: enough for every `u32` index.
-const BUCKETS: usize = 33 - FIRST_BITS as usize;
+/// Buckets per table: 14 cover the indices below 16,776,192 (1,024 ·
+/// (2^14 − 1)); the largest bucket holds 8,388,608 entries. Larger
+/// indices are hashed, so that one stray index costs at most that bucket.
+const BUCKETS: usize = if cfg!(loom) { 4 } else { 14 };
 
 /// The largest index stored densely; larger ones are hashed.
 pub(super) const MAX_INDEX: usize = (1 << (BUCKETS as u32 + FIRST_BITS)) - (1 << FIRST_BITS) - 1;
