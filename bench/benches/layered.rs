@@ -87,12 +87,17 @@ fn layered(c: &mut Criterion) {
     for mode in modes() {
         let widths: &[usize] = if mode == Mode::Serial { &[1] } else { &[1, 2] };
         for &threads in widths {
-            g.bench_function(BenchmarkId::new("miss", format!("{mode}-j{threads}")), |b| {
-                b.iter_custom(|iters| {
-                    let total: Duration = (0..iters).map(|_| weft_miss(&graph, &top, mode, threads)).sum();
-                    per_node(total, iters)
-                });
-            });
+            g.bench_function(
+                BenchmarkId::new("miss", format!("{mode}-j{threads}")),
+                |b| {
+                    b.iter_custom(|iters| {
+                        let total: Duration = (0..iters)
+                            .map(|_| weft_miss(&graph, &top, mode, threads))
+                            .sum();
+                        per_node(total, iters)
+                    });
+                },
+            );
         }
         g.bench_function(BenchmarkId::new("hit", mode.to_string()), |b| {
             let e = Engine::new(runtime(mode, 1), graph.clone());

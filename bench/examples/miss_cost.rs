@@ -12,9 +12,13 @@ use weft_queries::Engine;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let mode = args.next().map_or(Ok(weft_runtime::Mode::Serial), |m| m.parse());
+    let mode = args
+        .next()
+        .map_or(Ok(weft_runtime::Mode::Serial), |m| m.parse());
     let mode = mode.expect("a mode: serial, threads or fibers");
-    let n: u64 = args.next().map_or(1_000_000, |s| s.parse().expect("a count"));
+    let n: u64 = args
+        .next()
+        .map_or(1_000_000, |s| s.parse().expect("a count"));
     let e = Engine::new(runtime(mode, 1), ());
     let (miss, hit) = e.run(|cx| {
         let t = Instant::now();

@@ -182,7 +182,9 @@ impl<D: Send + Sync + 'static> Engine<D> {
     /// (profiles keep theirs in the recorder, only while recording).
     pub fn memory(&self) -> Vec<QueryMemory> {
         let mut out = Vec::new();
-        self.inner.storage.for_each(|table| out.push(table.memory()));
+        self.inner
+            .storage
+            .for_each(|table| out.push(table.memory()));
         out
     }
 }
@@ -430,10 +432,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         }
         match entry.memo() {
             Some(memo) => memo.result(),
-            None => internal_error(&format!(
-                "{}({entry:?}) woke without a result",
-                Q::NAME
-            )),
+            None => internal_error(&format!("{}({entry:?}) woke without a result", Q::NAME)),
         }
     }
 

@@ -1,6 +1,9 @@
 //! Loom models of the wait-for graph (`wait_graph.rs`): the real
 //! `publish`, search, verification and `withdraw`, with the records' mutexes
-//! and the jobs' and waiters' flags routed through `weft_runtime::sync`.
+//! and the jobs' and waiters' flags routed through `weft_runtime::sync`;
+//! and of the memo tables (`memo.rs`): the real claim, publish and
+//! lock-free read, dense and hashed, an index growing under a reader, with
+//! the entries' cells checked for data races (`sync::UnsafeCell`).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release -p weft-queries --lib loom`.
 //! Each model thread stands for one strand; it names its runtime strand id
@@ -15,7 +18,9 @@ use std::sync::Arc;
 use loom::thread;
 
 use crate::job::{Job, JobKey};
+use crate::memo::{Claim, Entry, Memo, MemoTable};
 use crate::wait_graph::{publish, Published, Wait};
+use weft_runtime::sync::{AtomicUsize, Ordering};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -120,5 +125,99 @@ fn loom_withdraw_removes_the_edge() {
         drop(mine);
         let again = wait_for(2, &b, &a).expect("a cycle through a withdrawn wait");
         assert!(again.end().is_none());
+    });
+}
+
+/// `key`'s value from `table` as the engine's read does it: a lock-free
+/// find, else a claim; the claimant publishes `key * 10` (counting the
+/// execution in `runs`), a loser waits for the owner's latch and reads the
+/// memo.
+fn read(table: &MemoTable<u32, u64>, dense: bool, key: u32, runs: &AtomicUsize) -> u64 {
+    let value = |m: &Memo<u64>| *m.result.as_ref().expect("no error in the model");
+    let place = MemoTable::<u32, u64>::place(&key, dense.then_some(key as usize));
+    if let Some(m) = table.find(place, &key).and_then(Entry::memo) {
+        return value(m);
+    }
+    match table.claim(place, key, "q", |k| Job::start_on(1, None, "q", k)) {
+        Claim::Done(m) => value(m),
+        Claim::Running(entry, owner) => {
+            owner.latch.wait();
+            value(
+                entry
+                    .memo()
+                    .expect("the memo is published before the latch is set"),
+            )
+        }
+        Claim::Claimed(guard) => {
+            runs.fetch_add(1, Ordering::Relaxed);
+            let job = guard.job().id;
+            let memo = Memo {
+                result: Ok(u64::from(key) * 10),
+                job,
+                diagnostics: Box::new([]),
+            };
+            drop(guard.publish(memo));
+            u64::from(key) * 10
+        }
+    }
+}
+
+/// One claim per key, and every reader sees the claimant's memo: two
+/// threads read the same key at once, dense and hashed.
+#[test]
+fn loom_one_claim_per_key_and_every_reader_sees_the_memo() {
+    for dense in [true, false] {
+        model(move || {
+            let table = Arc::new(MemoTable::<u32, u64>::new());
+            let runs = Arc::new(AtomicUsize::new(0));
+            let (t2, r2) = (table.clone(), runs.clone());
+            let other = thread::spawn(move || read(&t2, dense, 5, &r2));
+            let mine = read(&table, dense, 5, &runs);
+            assert_eq!(mine, 50);
+            assert_eq!(other.join().unwrap(), 50);
+            assert_eq!(
+                runs.load(Ordering::Relaxed),
+                1,
+                "one execution (dense: {dense})"
+            );
+        });
+    }
+}
+
+/// A reader racing an index growth (the second key of a shard grows it
+/// under loom) still finds a published key, or claims and finds it done:
+/// never a second execution.
+#[test]
+fn loom_a_read_racing_an_index_growth_finds_the_key() {
+    model(|| {
+        let table = Arc::new(MemoTable::<u32, u64>::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(read(&table, false, 1, &runs), 10);
+        let (t2, r2) = (table.clone(), runs.clone());
+        let grower = thread::spawn(move || read(&t2, false, 2, &r2));
+        assert_eq!(read(&table, false, 1, &runs), 10);
+        assert_eq!(grower.join().unwrap(), 20);
+        assert_eq!(runs.load(Ordering::Relaxed), 2, "each key executed once");
+        assert_eq!(read(&table, false, 1, &runs), 10);
+        assert_eq!(read(&table, false, 2, &runs), 20);
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+    });
+}
+
+/// A dense bucket installed by two threads at once: one install wins, the
+/// other's bucket is freed, and both keys (in the same bucket) are kept.
+#[test]
+fn loom_two_threads_make_the_same_dense_bucket() {
+    model(|| {
+        let table = Arc::new(MemoTable::<u32, u64>::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (t2, r2) = (table.clone(), runs.clone());
+        // Indices 2 and 3 share bucket 1 under loom (2 entries from 2).
+        let other = thread::spawn(move || read(&t2, true, 3, &r2));
+        assert_eq!(read(&table, true, 2, &runs), 20);
+        assert_eq!(other.join().unwrap(), 30);
+        assert_eq!(read(&table, true, 2, &runs), 20);
+        assert_eq!(read(&table, true, 3, &runs), 30);
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
     });
 }

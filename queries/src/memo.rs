@@ -243,6 +243,10 @@ impl<K: Debug, V> Debug for Entry<K, V> {
     }
 }
 
+/// What `dense.rs` and `hashed.rs` claims give: the claimed entry and its
+/// new owner, or the entry that another claim made.
+type Claimed<'t, K, V> = Result<(&'t Entry<K, V>, Arc<Job>), &'t Entry<K, V>>;
+
 /// The outcome of [`MemoTable::claim`].
 pub(crate) enum Claim<'t, K: Debug, V> {
     /// Memoized.

@@ -121,6 +121,9 @@ impl Index {
 /// What the mutex guards: the tables (owned) and every index array.
 struct Owned {
     tables: Vec<(TypeId, Box<dyn ErasedTable>)>,
+    /// Boxed: `current` points at one, which must not move when the
+    /// vector grows.
+    #[allow(clippy::vec_box)]
     indexes: Vec<Box<Index>>,
 }
 

@@ -15,14 +15,18 @@
 #[cfg(not(loom))]
 pub use parking_lot::{Condvar, Mutex};
 #[cfg(not(loom))]
-pub use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 #[cfg(loom)]
 pub use self::loom_shim::{Condvar, Mutex};
 #[cfg(loom)]
-pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-#[cfg(loom)]
 pub use loom::cell::UnsafeCell;
+#[cfg(loom)]
+pub use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 /// `std::cell::UnsafeCell` with loom's closure API (`with`, `with_mut`), so
 /// that under `cfg(loom)` the model checks every access for data races (as

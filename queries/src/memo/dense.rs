@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use weft_runtime::sync::{AtomicPtr, Ordering};
 
-use super::{job_key, Entry, EMPTY, RUNNING};
+use super::{job_key, Claimed, Entry, EMPTY, RUNNING};
 use crate::job::{Job, JobKey};
 
 /// log2 of the first bucket's entries (small under loom, whose mutexes
@@ -120,7 +120,7 @@ where
         i: usize,
         key: K,
         make_owner: impl FnOnce(JobKey) -> Arc<Job>,
-    ) -> Result<(&Entry<K, V>, Arc<Job>), &Entry<K, V>> {
+    ) -> Claimed<'_, K, V> {
         let e = self.get_or_make(i);
         let mut owner = e.owner.lock();
         // Relaxed: the state leaves `EMPTY` only under this mutex.

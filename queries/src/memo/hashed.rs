@@ -24,14 +24,16 @@ use crossbeam_utils::CachePadded;
 use rustc_hash::FxBuildHasher;
 use weft_runtime::sync::{AtomicPtr, Mutex, Ordering};
 
-use super::{job_key, Entry};
+use super::{job_key, Claimed, Entry};
 use crate::job::{Job, JobKey};
 
-/// Number of shards per table (a power of two).
-const SHARDS: usize = 32;
+/// Number of shards per table (a power of two; one under loom, so that a
+/// model's few keys meet in one index and make it grow).
+const SHARDS: usize = if cfg!(loom) { 1 } else { 32 };
 
-/// Slots of a shard's first index (a power of two).
-const INITIAL_SLOTS: usize = 8;
+/// Slots of a shard's first index (a power of two; under loom the second
+/// key grows it).
+const INITIAL_SLOTS: usize = if cfg!(loom) { 2 } else { 8 };
 
 /// The hash of a key (FxHash, as rustc's query caches).
 #[inline]
@@ -176,7 +178,7 @@ where
         hash: u64,
         key: K,
         make_owner: impl FnOnce(JobKey) -> Arc<Job>,
-    ) -> Result<(&Entry<K, V>, Arc<Job>), &Entry<K, V>> {
+    ) -> Claimed<'_, K, V> {
         let shard = self.shard(hash);
         let mut writer = shard.writer.lock();
         if let Some(e) = writer.current().find(hash, &key) {
