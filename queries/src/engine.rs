@@ -189,6 +189,18 @@ impl<D: Send + Sync + 'static> Engine<D> {
     }
 }
 
+/// The user data type of a query context type, so that `#[query]` finds a
+/// query's `Db` from its `cx: &Cx<Db>` parameter whatever alias names the
+/// context (`type Cx<'a> = weft_queries::Cx<'a, MyDb>`).
+pub trait Context {
+    /// The `D` of `Cx<'_, D>`.
+    type Db;
+}
+
+impl<D> Context for Cx<'_, D> {
+    type Db = D;
+}
+
 /// The query context: what a provider uses to read other queries, emit
 /// diagnostics and reach the user data. `Copy`; it can be moved into tasks
 /// forked with `join`/`par_for_each`/`scope` inside a provider.

@@ -41,7 +41,10 @@ fn smoke() {
     let a = pool.take().unwrap();
     let b = pool.take().unwrap();
     assert_ne!(a.usable_base(), b.usable_base());
-    assert!(a.size() >= 64 * 1024 - 144, "the label buffer takes 144 bytes");
+    assert!(
+        a.size() >= 64 * 1024 - 144,
+        "the label buffer takes 144 bytes"
+    );
     assert_eq!(pool.live_stacks(), 2);
     assert_eq!(pool.in_use_stacks(), 2);
     pool.give_back(a);

@@ -1,0 +1,8 @@
+use weft_queries::{query, Cx};
+
+#[query]
+async fn parse(_cx: &Cx<'_, ()>, file: u32) -> u32 {
+    file
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use weft_queries::query;
+
+#[query]
+fn parse() -> u32 {
+    1
+}
+
+fn main() {}
