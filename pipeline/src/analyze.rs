@@ -89,7 +89,7 @@ pub fn analyze(args: &AnalyzeArgs) -> anyhow::Result<Analysis> {
     let mut profiling = Profiling::start(&engine, &args.run);
     let results: Vec<Result<Arc<CrateReport>, QueryError>> = engine.run(|cx| {
         weft_runtime::par_map(&ids, |_, k| {
-            let r = cx.try_get::<CrateReportQuery>(*k);
+            let r = cx.try_crate_report(*k);
             cx.db().progress.crate_done();
             r
         })

@@ -18,9 +18,9 @@
 
 use std::sync::Arc;
 
-use weft_queries::{Cycle, Query, Severity};
+use weft_queries::{query, Cycle, Severity};
 
-use crate::db::{ConstKey, Cx, Db};
+use crate::db::{ConstKey, Cx};
 use crate::def_map::{DefKind, DefMap, DefMapQuery, Ns, PathRes};
 use crate::item_tree::{BinOp, CExpr, IntTy, Path, Pos, UnOp};
 
@@ -115,43 +115,36 @@ pub enum ConstValue {
     Cycle(Arc<Cycle>),
 }
 
-/// The `const_value(def)` query.
-pub struct ConstValueQuery;
-
-impl Query for ConstValueQuery {
-    type Db = Db;
-    type Key = ConstKey;
-    type Value = ConstValue;
-    const NAME: &'static str = "const_value";
-
-    fn compute(cx: &Cx<'_>, key: &ConstKey) -> ConstValue {
-        let map = cx.get::<DefMapQuery>(key.def.krate);
-        let def = map.def(key.def);
-        let item = match &def.kind {
-            DefKind::Const(c) | DefKind::Static(c) => c.clone(),
-            _ => return ConstValue::DependsOnError,
-        };
-        let (Some(ty), Some(expr)) = (item.ty, item.expr.as_ref()) else {
-            return ConstValue::DependsOnError;
-        };
-        let ev = Evaluator {
-            cx,
-            map: &map,
-            module: def.module,
-        };
-        match ev
-            .eval(expr, Some(ty))
-            .and_then(|v| ev.expect(v, ty, expr.pos()))
-        {
-            Ok(v) => ConstValue::Known(v),
-            Err(Fail::Silent) => ConstValue::DependsOnError,
-            Err(Fail::Error(e)) => ConstValue::Error(Arc::new(e)),
-        }
+/// The `const_value(def)` query; a const on a cycle gets the cycle.
+#[query(recover = const_cycle)]
+pub fn const_value(cx: &Cx<'_>, key: &ConstKey) -> ConstValue {
+    let map = cx.def_map(key.def.krate);
+    let def = map.def(key.def);
+    let item = match &def.kind {
+        DefKind::Const(c) | DefKind::Static(c) => c.clone(),
+        _ => return ConstValue::DependsOnError,
+    };
+    let (Some(ty), Some(expr)) = (item.ty, item.expr.as_ref()) else {
+        return ConstValue::DependsOnError;
+    };
+    let ev = Evaluator {
+        cx,
+        map: &map,
+        module: def.module,
+    };
+    match ev
+        .eval(expr, Some(ty))
+        .and_then(|v| ev.expect(v, ty, expr.pos()))
+    {
+        Ok(v) => ConstValue::Known(v),
+        Err(Fail::Silent) => ConstValue::DependsOnError,
+        Err(Fail::Error(e)) => ConstValue::Error(Arc::new(e)),
     }
+}
 
-    fn recover(_cx: &Cx<'_>, cycle: &Cycle, _key: &ConstKey) -> Option<ConstValue> {
-        Some(ConstValue::Cycle(Arc::new(cycle.clone())))
-    }
+/// [`const_value`]'s recovery: the canonical cycle itself.
+fn const_cycle(_cx: &Cx<'_>, cycle: &Cycle, _key: &ConstKey) -> Option<ConstValue> {
+    Some(ConstValue::Cycle(Arc::new(cycle.clone())))
 }
 
 /// The message of a const cycle.
@@ -299,7 +292,7 @@ impl Evaluator<'_, '_> {
             )),
             CExpr::Path(p, pos) => match self.target(p, *pos)? {
                 Target::Value(v) => Ok(v),
-                Target::Const(key, _) => match self.cx.get::<ConstValueQuery>(key) {
+                Target::Const(key, _) => match self.cx.const_value(key) {
                     ConstValue::Known(v) => Ok(v),
                     _ => Err(Fail::Silent),
                 },

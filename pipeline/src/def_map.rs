@@ -27,7 +27,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use weft_queries::{Diagnostic, Query};
+use weft_queries::{query, Diagnostic};
 
 use crate::crate_graph::CrateId;
 use crate::db::{Cx, Db, DefId, FileKey};
@@ -227,21 +227,14 @@ pub struct DefMap {
 }
 
 /// The `def_map(crate)` query.
-pub struct DefMapQuery;
+#[query(describe = describe_crate)]
+pub fn def_map(cx: &Cx<'_>, krate: CrateId) -> Arc<DefMap> {
+    Arc::new(build(cx, krate))
+}
 
-impl Query for DefMapQuery {
-    type Db = Db;
-    type Key = CrateId;
-    type Value = Arc<DefMap>;
-    const NAME: &'static str = "def_map";
-
-    fn describe(db: &Db, krate: &CrateId) -> String {
-        db.crate_label(*krate)
-    }
-
-    fn compute(cx: &Cx<'_>, krate: &CrateId) -> Arc<DefMap> {
-        Arc::new(build(cx, *krate))
-    }
+/// How profiles name a crate key: `name version` (as `Db::crate_label`).
+pub(crate) fn describe_crate(db: &Db, krate: &CrateId) -> String {
+    db.crate_label(*krate)
 }
 
 /// An import waiting for resolution.
@@ -349,7 +342,7 @@ fn build(cx: &Cx<'_>, krate: CrateId) -> DefMap {
         }
     }
     let closure: Vec<CrateId> = closure.into_iter().collect();
-    let maps = weft_runtime::par_map(&closure, |_, k| cx.get::<DefMapQuery>(*k));
+    let maps = weft_runtime::par_map(&closure, |_, k| cx.def_map(*k));
     b.map.dep_maps = closure.into_iter().zip(maps).collect();
     b.resolve_imports();
     b.resolve_impls();

@@ -42,7 +42,7 @@ impl Builder<'_> {
     pub(crate) fn load_modules(&mut self, cx: &Cx<'_>, mut level: Vec<FileJob>) {
         while !level.is_empty() {
             let parsed = weft_runtime::par_map(&level, |_, job| {
-                cx.get::<ParseQuery>(FileKey(Arc::from(job.file.as_path())))
+                cx.parse(FileKey(Arc::from(job.file.as_path())))
             });
             let mut next = Vec::new();
             for (job, pf) in level.iter().zip(parsed) {

@@ -20,48 +20,41 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use weft_queries::Query;
+use weft_queries::query;
 
 use crate::crate_graph::CrateId;
 use crate::db::{Cx, Db, DefId};
-use crate::def_map::{DefKind, DefMap, DefMapQuery, Ns, PathRes};
+use crate::def_map::{describe_crate, DefKind, DefMap, DefMapQuery, Ns, PathRes};
 use crate::item_tree::Pos;
 
 /// The `callees(fn)` query: functions called by resolved paths, in source order.
-pub struct CalleesQuery;
-
-impl Query for CalleesQuery {
-    type Db = Db;
-    type Key = DefId;
-    type Value = Arc<[(DefId, Pos)]>;
-    const NAME: &'static str = "callees";
-
-    fn describe(db: &Db, f: &DefId) -> String {
-        db.def_label(*f)
-    }
-
-    fn compute(cx: &Cx<'_>, f: &DefId) -> Arc<[(DefId, Pos)]> {
-        let map = cx.get::<DefMapQuery>(f.krate);
-        let def = map.def(*f);
-        let DefKind::Fn { body, self_ty, .. } = &def.kind else {
-            return Arc::from(Vec::new());
+#[query(describe = describe_def)]
+pub fn callees(cx: &Cx<'_>, f: DefId) -> Arc<[(DefId, Pos)]> {
+    let map = cx.def_map(f.krate);
+    let def = map.def(f);
+    let DefKind::Fn { body, self_ty, .. } = &def.kind else {
+        return Arc::from(Vec::new());
+    };
+    let mut out = Vec::new();
+    for call in &body.calls {
+        let segs = &call.path.segments;
+        let res = match (segs.first().map(|s| &**s), self_ty) {
+            (Some("Self"), Some(ty)) if segs.len() == 2 => map.assoc_fn(*ty, &segs[1]),
+            (Some("Self"), _) => PathRes::Unresolved,
+            _ => map.resolve_path(def.module, &call.path, Ns::Values, false),
         };
-        let mut out = Vec::new();
-        for call in &body.calls {
-            let segs = &call.path.segments;
-            let res = match (segs.first().map(|s| &**s), self_ty) {
-                (Some("Self"), Some(ty)) if segs.len() == 2 => map.assoc_fn(*ty, &segs[1]),
-                (Some("Self"), _) => PathRes::Unresolved,
-                _ => map.resolve_path(def.module, &call.path, Ns::Values, false),
-            };
-            if let PathRes::Def(d) = res {
-                if matches!(map.def(d).kind, DefKind::Fn { .. }) {
-                    out.push((d, call.pos));
-                }
+        if let PathRes::Def(d) = res {
+            if matches!(map.def(d).kind, DefKind::Fn { .. }) {
+                out.push((d, call.pos));
             }
         }
-        Arc::from(out)
     }
+    Arc::from(out)
+}
+
+/// How profiles name a function key (as `Db::def_label`).
+fn describe_def(db: &Db, f: &DefId) -> String {
+    db.def_label(*f)
 }
 
 /// The next step of a witness chain.
@@ -82,21 +75,9 @@ pub struct PanicGraph {
 }
 
 /// The `panic_graph(crate)` query.
-pub struct PanicGraphQuery;
-
-impl Query for PanicGraphQuery {
-    type Db = Db;
-    type Key = CrateId;
-    type Value = Arc<PanicGraph>;
-    const NAME: &'static str = "panic_graph";
-
-    fn describe(db: &Db, krate: &CrateId) -> String {
-        db.crate_label(*krate)
-    }
-
-    fn compute(cx: &Cx<'_>, krate: &CrateId) -> Arc<PanicGraph> {
-        Arc::new(panic_graph(cx, *krate))
-    }
+#[query(describe = describe_crate)]
+pub fn panic_graph(cx: &Cx<'_>, krate: CrateId) -> Arc<PanicGraph> {
+    Arc::new(build_panic_graph(cx, krate))
 }
 
 /// Steps kept at the end of every witness node ([`Witness::tail`]).
@@ -155,47 +136,35 @@ impl Witness {
 }
 
 /// The `may_panic(fn)` query: a witness when `fn` may panic.
-pub struct MayPanicQuery;
-
-impl Query for MayPanicQuery {
-    type Db = Db;
-    type Key = DefId;
-    type Value = Option<Arc<Witness>>;
-    const NAME: &'static str = "may_panic";
-
-    fn describe(db: &Db, f: &DefId) -> String {
-        db.def_label(*f)
-    }
-
-    fn compute(cx: &Cx<'_>, f: &DefId) -> Option<Arc<Witness>> {
-        let graph = cx.get::<PanicGraphQuery>(f.krate);
-        let map = cx.get::<DefMapQuery>(f.krate);
-        let (_, next) = *graph.info.get(&f.index)?;
-        // The rest is the next function's witness (a query: memoized, so
-        // a call chain is walked once, not once per function on it; the
-        // steps strictly approach a site, so this recursion has no cycle).
-        let rest = match next {
-            Next::Site(i) => {
-                let def = &map.defs[f.index as usize];
-                let DefKind::Fn { body, .. } = &def.kind else {
-                    return None;
-                };
-                let site = &body.panics[i];
-                let file = cx.db().display_path(&map.files[def.file as usize].0);
-                let text = format!(
-                    "{} at {}:{}:{}",
-                    site.what, file, site.pos.line, site.pos.col
-                );
-                Arc::new(Witness::site(Arc::from(text)))
-            }
-            Next::Local(g) => cx.get::<MayPanicQuery>(DefId {
-                krate: f.krate,
-                index: g,
-            })?,
-            Next::Extern(d) => cx.get::<MayPanicQuery>(d)?,
-        };
-        Some(Arc::new(Witness::then(qualified(cx, &map, f.index), rest)))
-    }
+#[query(describe = describe_def)]
+pub fn may_panic(cx: &Cx<'_>, f: DefId) -> Option<Arc<Witness>> {
+    let graph = cx.panic_graph(f.krate);
+    let map = cx.def_map(f.krate);
+    let (_, next) = *graph.info.get(&f.index)?;
+    // The rest is the next function's witness (a query: memoized, so a
+    // call chain is walked once, not once per function on it; the steps
+    // strictly approach a site, so this recursion has no cycle).
+    let rest = match next {
+        Next::Site(i) => {
+            let def = &map.defs[f.index as usize];
+            let DefKind::Fn { body, .. } = &def.kind else {
+                return None;
+            };
+            let site = &body.panics[i];
+            let file = cx.db().display_path(&map.files[def.file as usize].0);
+            let text = format!(
+                "{} at {}:{}:{}",
+                site.what, file, site.pos.line, site.pos.col
+            );
+            Arc::new(Witness::site(Arc::from(text)))
+        }
+        Next::Local(g) => cx.may_panic(DefId {
+            krate: f.krate,
+            index: g,
+        })?,
+        Next::Extern(d) => cx.may_panic(d)?,
+    };
+    Some(Arc::new(Witness::then(qualified(cx, &map, f.index), rest)))
 }
 
 fn qualified(cx: &Cx<'_>, map: &DefMap, index: u32) -> Arc<str> {
@@ -204,8 +173,8 @@ fn qualified(cx: &Cx<'_>, map: &DefMap, index: u32) -> Arc<str> {
     Arc::from(format!("{name}::{path}"))
 }
 
-fn panic_graph(cx: &Cx<'_>, krate: CrateId) -> PanicGraph {
-    let map = cx.get::<DefMapQuery>(krate);
+fn build_panic_graph(cx: &Cx<'_>, krate: CrateId) -> PanicGraph {
+    let map = cx.def_map(krate);
     let fns: Vec<u32> = map
         .defs
         .iter()
@@ -214,9 +183,7 @@ fn panic_graph(cx: &Cx<'_>, krate: CrateId) -> PanicGraph {
         .map(|(i, _)| i as u32)
         .collect();
     let local: FxHashMap<u32, usize> = fns.iter().enumerate().map(|(i, f)| (*f, i)).collect();
-    let callees = weft_runtime::par_map(&fns, |_, f| {
-        cx.get::<CalleesQuery>(DefId { krate, index: *f })
-    });
+    let callees = weft_runtime::par_map(&fns, |_, f| cx.callees(DefId { krate, index: *f }));
     // Distances of calls into other crates (final: those crates are finished).
     let mut externs: Vec<DefId> = callees
         .iter()
@@ -225,7 +192,7 @@ fn panic_graph(cx: &Cx<'_>, krate: CrateId) -> PanicGraph {
         .collect();
     externs.sort();
     externs.dedup();
-    let ext_w = weft_runtime::par_map(&externs, |_, d| cx.get::<MayPanicQuery>(*d));
+    let ext_w = weft_runtime::par_map(&externs, |_, d| cx.may_panic(*d));
     let ext_dist: FxHashMap<DefId, u32> = externs
         .iter()
         .zip(ext_w)

@@ -48,7 +48,7 @@ use weft_runtime::Mode;
 
 use crate::cli::{RunOpts, UsageError};
 use crate::profile_out::Profiling;
-use exec::{Policy, ReplayDb, ReplayNode};
+use exec::{replay_node, Policy, ReplayDb};
 use graph::{ReplayGraph, StepKind};
 
 /// Output format of `weft replay`.
@@ -166,7 +166,7 @@ pub fn replay_once(
         engine.enable_recording();
     }
     let start = Instant::now();
-    let value = engine.get::<ReplayNode>(0);
+    let value = engine.get::<replay_node>(0);
     let wall_ns = start.elapsed().as_nanos() as u64;
     if let Some(p) = profiling.as_mut() {
         p.stop();
@@ -195,7 +195,7 @@ pub fn replay_once(
 /// When the root query fails.
 pub fn run_on(runtime: weft_runtime::Runtime, db: ReplayDb) -> anyhow::Result<u64> {
     let engine = Engine::new(runtime, db);
-    let value = engine.get::<ReplayNode>(0);
+    let value = engine.get::<replay_node>(0);
     drop(engine);
     value.map_err(|e| anyhow::anyhow!("replay query failed: {e}"))
 }

@@ -30,12 +30,12 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use serde::Serialize;
-use weft_queries::{Diagnostic, Query, Severity};
+use weft_queries::{query, Diagnostic, Severity};
 
 use crate::consts::{cycle_message, ConstValue, ConstValueQuery};
 use crate::crate_graph::CrateId;
-use crate::db::{ConstKey, Cx, Db, DefId};
-use crate::def_map::{DefKind, DefMapQuery};
+use crate::db::{ConstKey, Cx, DefId};
+use crate::def_map::{describe_crate, DefKind, DefMapQuery};
 use crate::panics::{MayPanicQuery, PanicGraphQuery, Witness, WITNESS_TAIL};
 
 /// An unresolved import in a report.
@@ -121,27 +121,15 @@ pub struct CrateReport {
 }
 
 /// The `crate_report(crate)` query.
-pub struct CrateReportQuery;
-
-impl Query for CrateReportQuery {
-    type Db = Db;
-    type Key = CrateId;
-    type Value = Arc<CrateReport>;
-    const NAME: &'static str = "crate_report";
-
-    fn describe(db: &Db, krate: &CrateId) -> String {
-        db.crate_label(*krate)
-    }
-
-    fn compute(cx: &Cx<'_>, krate: &CrateId) -> Arc<CrateReport> {
-        Arc::new(crate_report(cx, *krate))
-    }
+#[query(describe = describe_crate)]
+pub fn crate_report(cx: &Cx<'_>, krate: CrateId) -> Arc<CrateReport> {
+    Arc::new(build_report(cx, krate))
 }
 
-fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
+fn build_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
     let db = cx.db();
     let data = db.graph.krate(krate);
-    let map = cx.get::<DefMapQuery>(krate);
+    let map = cx.def_map(krate);
     if db.inject_panic.as_deref() == Some(&*data.name) {
         panic!("injected by WEFT_INJECT_PANIC");
     }
@@ -164,7 +152,7 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
             path: d.path.clone(),
         })
         .collect();
-    let values = weft_runtime::par_map(&consts, |_, k| cx.get::<ConstValueQuery>(k.clone()));
+    let values = weft_runtime::par_map(&consts, |_, k| cx.const_value(k.clone()));
     let mut evaluated = Vec::new();
     let mut unknown = 0;
     let mut cycles_seen = HashSet::new();
@@ -213,7 +201,7 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
     evaluated.sort_by(|a, b| a.path.cmp(&b.path).then(a.value.cmp(&b.value)));
 
     // Public functions that may panic.
-    cx.get::<PanicGraphQuery>(krate);
+    cx.panic_graph(krate);
     let public: Vec<DefId> = map
         .defs
         .iter()
@@ -224,7 +212,7 @@ fn crate_report(cx: &Cx<'_>, krate: CrateId) -> CrateReport {
             index: i as u32,
         })
         .collect();
-    let witnesses = weft_runtime::par_map(&public, |_, f| cx.get::<MayPanicQuery>(*f));
+    let witnesses = weft_runtime::par_map(&public, |_, f| cx.may_panic(*f));
     let mut may_panic: Vec<PanicOut> = public
         .iter()
         .zip(witnesses)

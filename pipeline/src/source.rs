@@ -7,9 +7,9 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use weft_queries::Query;
+use weft_queries::query;
 
-use crate::db::{Cx, Db, FileKey, MAX_FILE_BYTES};
+use crate::db::{Cx, FileKey, MAX_FILE_BYTES};
 use crate::item_tree::{ItemTree, Pos};
 
 /// Text of a file, or why there is none.
@@ -22,19 +22,11 @@ pub enum FileText {
 }
 
 /// The `file_text(path)` query.
-pub struct FileTextQuery;
-
-impl Query for FileTextQuery {
-    type Db = Db;
-    type Key = FileKey;
-    type Value = FileText;
-    const NAME: &'static str = "file_text";
-
-    fn compute(_cx: &Cx<'_>, key: &FileKey) -> FileText {
-        match read(&key.0) {
-            Ok(t) => FileText::Text(t),
-            Err(msg) => FileText::Error(Arc::from(msg)),
-        }
+#[query]
+pub fn file_text(_cx: &Cx<'_>, key: &FileKey) -> FileText {
+    match read(&key.0) {
+        Ok(t) => FileText::Text(t),
+        Err(msg) => FileText::Error(Arc::from(msg)),
     }
 }
 
@@ -111,27 +103,19 @@ pub struct ParsedFile {
 }
 
 /// The `parse(path)` query.
-pub struct ParseQuery;
-
-impl Query for ParseQuery {
-    type Db = Db;
-    type Key = FileKey;
-    type Value = Arc<ParsedFile>;
-    const NAME: &'static str = "parse";
-
-    fn compute(cx: &Cx<'_>, key: &FileKey) -> Arc<ParsedFile> {
-        let text = match cx.get::<FileTextQuery>(key.clone()) {
-            FileText::Text(t) => t,
-            FileText::Error(msg) => {
-                return Arc::new(ParsedFile {
-                    error: Some((Pos { line: 1, col: 1 }, msg)),
-                    ..ParsedFile::default()
-                })
-            }
-        };
-        cx.db().progress.files_done(1);
-        Arc::new(parse_text(&text))
-    }
+#[query]
+pub fn parse(cx: &Cx<'_>, key: &FileKey) -> Arc<ParsedFile> {
+    let text = match cx.file_text(key.clone()) {
+        FileText::Text(t) => t,
+        FileText::Error(msg) => {
+            return Arc::new(ParsedFile {
+                error: Some((Pos { line: 1, col: 1 }, msg)),
+                ..ParsedFile::default()
+            })
+        }
+    };
+    cx.db().progress.files_done(1);
+    Arc::new(parse_text(&text))
 }
 
 /// Parses and lowers `text`. Does not wait on any query: proc-macro2's span

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{Mode, Runtime};
 
 use crate::cli::RunOpts;
@@ -308,36 +308,28 @@ fn spin(ns: u64) {
 }
 
 /// The query: one node of the synthetic graph; its value is a checksum of
-/// the node's id and its dependencies' values.
-struct SynthNode;
-
-impl Query for SynthNode {
-    type Db = Graph;
-    type Key = usize;
-    type Value = u64;
-    const NAME: &'static str = "synth_node";
-
-    fn compute(cx: &Cx<'_, Graph>, &id: &usize) -> u64 {
-        let graph = cx.db();
-        let node = &graph.nodes[id];
-        if node.work_first {
-            spin(node.work_ns);
-        }
-        let values: Vec<u64> = match node.deps.as_slice() {
-            [] => Vec::new(),
-            &[d] => vec![cx.get::<SynthNode>(d)],
-            deps => weft_runtime::par_map(deps, |_, &d| cx.get::<SynthNode>(d)),
-        };
-        if !node.work_first {
-            spin(node.work_ns);
-        }
-        if graph.panic_at == Some(id) {
-            panic!("synth: node {id} panics on purpose (--panic-at)");
-        }
-        values
-            .iter()
-            .fold(mix(id as u64), |acc, &v| mix(acc.rotate_left(5) ^ v))
+/// the node's id and its dependencies' values. Node ids are dense.
+#[query(dense)]
+fn synth_node(cx: &Cx<'_, Graph>, id: usize) -> u64 {
+    let graph = cx.db();
+    let node = &graph.nodes[id];
+    if node.work_first {
+        spin(node.work_ns);
     }
+    let values: Vec<u64> = match node.deps.as_slice() {
+        [] => Vec::new(),
+        &[d] => vec![cx.synth_node(d)],
+        deps => weft_runtime::par_map(deps, |_, &d| cx.synth_node(d)),
+    };
+    if !node.work_first {
+        spin(node.work_ns);
+    }
+    if graph.panic_at == Some(id) {
+        panic!("synth: node {id} panics on purpose (--panic-at)");
+    }
+    values
+        .iter()
+        .fold(mix(id as u64), |acc, &v| mix(acc.rotate_left(5) ^ v))
 }
 
 /// The result of one run.
@@ -370,7 +362,7 @@ fn run_once(
     // `--profile`, `--trace`, `--timings` (see `profile_out.rs`).
     let mut profiling = profile.map(|opts| Profiling::start(&engine, opts));
     let start = Instant::now();
-    let value = engine.get::<SynthNode>(root);
+    let value = engine.get::<synth_node>(root);
     let wall = start.elapsed();
     if let (Some(p), Some(opts)) = (profiling.as_mut(), profile) {
         p.stop();

@@ -29,7 +29,7 @@
 
 use std::time::{Duration, Instant};
 
-use weft_queries::{Cx, Query};
+use weft_queries::{query, Cx};
 
 use super::graph::{ReplayGraph, Step, StepKind};
 use crate::synth::mix;
@@ -189,69 +189,61 @@ pub fn spin(ns: u64) {
     }
 }
 
-/// The query: one node of the replay graph.
-pub struct ReplayNode;
-
-impl Query for ReplayNode {
-    type Db = ReplayDb;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "replay_node";
-
-    /// rustc's query name and key text, `typeck(syn::parse::parse_str)`;
-    /// a key text longer than 120 characters is cut (rustc prints whole
-    /// canonical types in keys).
-    fn describe(db: &ReplayDb, &id: &u32) -> String {
-        let (name, key) = (db.graph.name_of(id), db.graph.key_of(id));
-        match key.char_indices().nth(120) {
-            Some((cut, _)) => format!("{name}({}…)", &key[..cut]),
-            None => format!("{name}({key})"),
-        }
+/// How profiles name a replay node: rustc's query name and key text,
+/// `typeck(syn::parse::parse_str)`; a key text longer than 120 characters
+/// is cut (rustc prints whole canonical types in keys).
+fn describe_node(db: &ReplayDb, &id: &u32) -> String {
+    let (name, key) = (db.graph.name_of(id), db.graph.key_of(id));
+    match key.char_indices().nth(120) {
+        Some((cut, _)) => format!("{name}({}…)", &key[..cut]),
+        None => format!("{name}({key})"),
     }
+}
 
-    fn compute(cx: &Cx<'_, ReplayDb>, &id: &u32) -> u64 {
-        let db = cx.db();
-        let steps = db.graph.steps_of(id);
-        let mut acc = mix(u64::from(id));
-        match db.policy {
-            Policy::Recorded => {
-                let mut pending = 0;
-                for s in steps {
-                    match s.kind() {
-                        StepKind::Work(ns) => pending += db.scaled(ns),
-                        StepKind::Read { node, hit } => {
-                            if !hit {
-                                spin(std::mem::take(&mut pending));
-                            }
-                            acc = fold(acc, cx.get::<ReplayNode>(node));
+/// The query: one node of the replay graph (node ids are dense).
+#[query(dense, describe = describe_node)]
+pub fn replay_node(cx: &Cx<'_, ReplayDb>, id: u32) -> u64 {
+    let db = cx.db();
+    let steps = db.graph.steps_of(id);
+    let mut acc = mix(u64::from(id));
+    match db.policy {
+        Policy::Recorded => {
+            let mut pending = 0;
+            for s in steps {
+                match s.kind() {
+                    StepKind::Work(ns) => pending += db.scaled(ns),
+                    StepKind::Read { node, hit } => {
+                        if !hit {
+                            spin(std::mem::take(&mut pending));
                         }
-                        StepKind::Begin(_) | StepKind::End => {}
+                        acc = fold(acc, cx.replay_node(node));
                     }
+                    StepKind::Begin(_) | StepKind::End => {}
                 }
-                spin(pending);
             }
-            Policy::Sites => run_steps(cx, steps, &mut |v| acc = fold(acc, v)),
-            Policy::Dataflow => {
-                let deps: Vec<u32> = steps
-                    .iter()
-                    .filter_map(|s| match s.kind() {
-                        StepKind::Read { node, .. } => Some(node),
-                        _ => None,
-                    })
-                    .collect();
-                let values = match deps.as_slice() {
-                    [] => Vec::new(),
-                    &[d] => vec![cx.get::<ReplayNode>(d)],
-                    deps => weft_runtime::par_map(deps, |_, &d| cx.get::<ReplayNode>(d)),
-                };
-                spin(db.scaled_work_of(id));
-                for v in values {
-                    acc = fold(acc, v);
-                }
+            spin(pending);
+        }
+        Policy::Sites => run_steps(cx, steps, &mut |v| acc = fold(acc, v)),
+        Policy::Dataflow => {
+            let deps: Vec<u32> = steps
+                .iter()
+                .filter_map(|s| match s.kind() {
+                    StepKind::Read { node, .. } => Some(node),
+                    _ => None,
+                })
+                .collect();
+            let values = match deps.as_slice() {
+                [] => Vec::new(),
+                &[d] => vec![cx.replay_node(d)],
+                deps => weft_runtime::par_map(deps, |_, &d| cx.replay_node(d)),
+            };
+            spin(db.scaled_work_of(id));
+            for v in values {
+                acc = fold(acc, v);
             }
         }
-        acc
     }
+    acc
 }
 
 /// Runs `steps` under the `sites` policy, handing each read's value to
@@ -267,7 +259,7 @@ fn run_steps(cx: &Cx<'_, ReplayDb>, steps: &[Step], out: &mut dyn FnMut(u64)) {
                 if !hit {
                     spin(std::mem::take(&mut pending));
                 }
-                out(cx.get::<ReplayNode>(node));
+                out(cx.replay_node(node));
             }
             StepKind::Begin(name) => {
                 let end = matching_end(steps, i);
