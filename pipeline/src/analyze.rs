@@ -126,6 +126,7 @@ fn describe(e: &QueryError) -> String {
             message,
         } => format!("  ...\n  {query}({key}) panicked: {message}"),
         QueryError::Cycle(c) => format!("  query cycle: {c}"),
+        other => format!("  {other}"),
     }
 }
 

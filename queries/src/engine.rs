@@ -117,6 +117,11 @@ impl<D: Send + Sync + 'static> Engine<D> {
         &self.inner.db
     }
 
+    /// The memo tables (for `input.rs`).
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
     /// The runtime this engine runs on.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
@@ -239,8 +244,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
     pub fn get<Q: Query<Db = D>>(&self, key: Q::Key) -> Q::Value {
         match self.try_get::<Q>(key) {
             Ok(v) => v,
-            Err(e) => panic::resume_unwind(Box::new(ErrorUnwind(e))),
+            Err(e) => unwind_error(e),
         }
+    }
+
+    /// The memo tables (for `input.rs`).
+    pub(crate) fn storage(&self) -> &'a Storage {
+        &self.engine.storage
     }
 
     /// The result of `Q(key)`, errors included (see [`Cx::get`]).
@@ -281,7 +291,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         if !RECORD && self.engine.recorder.is_on() {
             return self.try_get_recorded::<Q>(key);
         }
-        let table = self.engine.storage.table::<Q>();
+        let table = self.engine.storage.query::<Q>();
         let place = MemoTable::<Q::Key, Q::Value>::place(&key, Q::dense_index(&key));
         if let Some(memo) = table.find(place, &key).and_then(Entry::memo) {
             if RECORD {
@@ -472,6 +482,12 @@ fn record_hit(recorder: &Recorder, query: &'static str, by: u64) {
 #[inline(never)]
 fn record_wait_start(recorder: &Recorder, on: u64) -> WaitToken {
     recorder.wait_start(|| job::current_job().map(|j| j.id), on)
+}
+
+/// Unwinds out of a provider with a failed read's error (module doc): the
+/// engine makes it the calling query's result.
+pub(crate) fn unwind_error(e: QueryError) -> ! {
+    panic::resume_unwind(Box::new(ErrorUnwind(e)))
 }
 
 /// Breaks a cycle from the code that closed it (or a waiter on it): unwinds

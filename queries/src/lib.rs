@@ -11,6 +11,7 @@
 //!   eager cycle search and its proof;
 //! - `cycle`: canonical [`Cycle`]s, breaking a cycle, each member's outcome;
 //! - `engine`: [`Engine`] and [`Cx`]: claim, compute, publish, wait;
+//! - `input`: [`Input`]s, set from outside and read like queries;
 //! - `diagnostic`: [`Diagnostic`]s buffered per query.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -18,6 +19,7 @@
 mod cycle;
 mod diagnostic;
 mod engine;
+mod input;
 mod job;
 #[cfg(all(test, loom))]
 mod loom_models;
@@ -30,6 +32,7 @@ mod wait_graph;
 pub use cycle::{Cycle, CycleFrame};
 pub use diagnostic::{Diagnostic, Severity};
 pub use engine::{Context, Cx, Engine};
+pub use input::{Input, InputError};
 pub use query::Query;
 
 pub use storage::QueryMemory;
@@ -108,8 +111,10 @@ pub use storage::QueryMemory;
 /// parameter, a `&mut` key, an unknown or repeated option.
 pub use weft_macros::query;
 
-/// Why a query has no value.
+/// Why a query has no value. Non-exhaustive: revisions will add reasons
+/// (a cancelled query).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueryError {
     /// The query is part of, or depends on, a dependency cycle whose query
     /// has no [`Query::recover`] value.
@@ -125,6 +130,15 @@ pub enum QueryError {
         key: String,
         /// The panic message (`"non-string panic payload"` if it had none).
         message: String,
+    },
+    /// An [`Input`] was read where it was never set
+    /// ([`Engine::set_input`]).
+    #[error("input `{input}({key})` is not set")]
+    MissingInput {
+        /// [`Input::NAME`].
+        input: &'static str,
+        /// `Debug` form of its key.
+        key: String,
     },
 }
 

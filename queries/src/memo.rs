@@ -63,6 +63,7 @@ mod hashed;
 
 use std::fmt::{self, Debug};
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::Arc;
 
@@ -147,6 +148,18 @@ impl<K, V> Entry<K, V> {
             state: AtomicU8::new(RUNNING),
             key: UnsafeCell::new(MaybeUninit::new(key)),
             memo: UnsafeCell::new(MaybeUninit::uninit()),
+            owner: Mutex::new(None),
+            hash,
+        }
+    }
+
+    /// A done entry for `key` with `memo` (hashed inputs: `hashed.rs`
+    /// publishes its pointer with `Release`, which orders both).
+    fn done(hash: u64, key: K, memo: Memo<V>) -> Entry<K, V> {
+        Entry {
+            state: AtomicU8::new(DONE),
+            key: UnsafeCell::new(MaybeUninit::new(key)),
+            memo: UnsafeCell::new(MaybeUninit::new(memo)),
             owner: Mutex::new(None),
             hash,
         }
@@ -261,6 +274,9 @@ pub(crate) enum Claim<'t, K: Debug, V> {
 pub(crate) struct MemoTable<K, V> {
     dense: Dense<K, V>,
     hashed: Hashed<K, V>,
+    /// The table owns entries (through raw pointers): it is `Send` and
+    /// `Sync` exactly when they are.
+    _owns: PhantomData<Entry<K, V>>,
 }
 
 /// Where a key lives: its dense index, or its hash.
@@ -279,6 +295,7 @@ where
         MemoTable {
             dense: Dense::new(),
             hashed: Hashed::new(),
+            _owns: PhantomData,
         }
     }
 
@@ -322,6 +339,16 @@ where
                 published: false,
             }),
             Err(entry) => entry.found(),
+        }
+    }
+
+    /// Makes `key` done with `memo` at once, without a claim or a job (an
+    /// input, `input.rs`); `Err` gives `memo` back when the key is there
+    /// already (set, or claimed).
+    pub(crate) fn insert_done(&self, place: Place, key: K, memo: Memo<V>) -> Result<(), Memo<V>> {
+        match place {
+            Place::Dense(i) => self.dense.insert_done(i, key, memo),
+            Place::Hashed(h) => self.hashed.insert_done(h, key, memo),
         }
     }
 

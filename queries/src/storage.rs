@@ -14,18 +14,20 @@
 //! nothing that matters; an array is never more than half full.
 
 use std::any::{Any, TypeId};
-use std::hash::BuildHasher;
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 
 use rustc_hash::FxBuildHasher;
 use weft_runtime::sync::{AtomicPtr, Mutex, Ordering};
 
 use crate::memo::{Entry, MemoTable};
-use crate::{Diagnostic, Query};
+use crate::{Diagnostic, Input, Query};
 
 /// Per-query-type facts for the memory report (`Engine::memory`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryMemory {
-    /// [`Query::NAME`].
+    /// [`Query::NAME`] (or [`Input::NAME`]).
     pub query: &'static str,
     /// Memo entries (executed or running keys).
     pub memos: usize,
@@ -63,9 +65,34 @@ pub(crate) trait ErasedTable: Send + Sync {
     fn memory(&self) -> QueryMemory;
 }
 
-pub(crate) struct Table<Q: Query>(pub(crate) MemoTable<Q::Key, Q::Value>);
+/// What a memo table stores: the keys and values of a query or an input.
+pub(crate) trait Stored: 'static {
+    type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
+    type Value: Clone + Send + Sync + 'static;
+    const NAME: &'static str;
+}
 
-impl<Q: Query> ErasedTable for Table<Q> {
+/// The table of query `Q`.
+pub(crate) struct OfQuery<Q>(PhantomData<Q>);
+
+impl<Q: Query> Stored for OfQuery<Q> {
+    type Key = Q::Key;
+    type Value = Q::Value;
+    const NAME: &'static str = Q::NAME;
+}
+
+/// The table of input `I`.
+pub(crate) struct OfInput<I>(PhantomData<I>);
+
+impl<I: Input> Stored for OfInput<I> {
+    type Key = I::Key;
+    type Value = I::Value;
+    const NAME: &'static str = I::NAME;
+}
+
+pub(crate) struct Table<Q: Stored>(pub(crate) MemoTable<Q::Key, Q::Value>);
+
+impl<Q: Stored> ErasedTable for Table<Q> {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -156,9 +183,21 @@ impl Storage {
         }
     }
 
+    /// The memo table of query `Q`, created on first use.
+    #[inline(always)]
+    pub(crate) fn query<Q: Query>(&self) -> &MemoTable<Q::Key, Q::Value> {
+        self.table::<OfQuery<Q>>()
+    }
+
+    /// The table of input `I`, created on first use.
+    #[inline(always)]
+    pub(crate) fn input<I: Input>(&self) -> &MemoTable<I::Key, I::Value> {
+        self.table::<OfInput<I>>()
+    }
+
     /// The memo table of `Q`, created on first use.
     #[inline(always)]
-    pub(crate) fn table<Q: Query>(&self) -> &MemoTable<Q::Key, Q::Value> {
+    fn table<Q: Stored>(&self) -> &MemoTable<Q::Key, Q::Value> {
         // Acquire: pairs with the Release store in `add`.
         let index = self.current.load(Ordering::Acquire);
         // SAFETY: `current` points at a box in `owned.indexes`, dropped only
@@ -178,7 +217,7 @@ impl Storage {
     /// racing caller finds the other's) and publishes a new index.
     #[cold]
     #[inline(never)]
-    fn add<Q: Query>(&self) -> *const () {
+    fn add<Q: Stored>(&self) -> *const () {
         let t = TypeId::of::<Q>();
         let mut owned = self.owned.lock();
         let old = owned.indexes.last().expect("an index");

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use weft_runtime::sync::{AtomicPtr, Ordering};
 
-use super::{job_key, Claimed, Entry, EMPTY, RUNNING};
+use super::{job_key, Claimed, Entry, Memo, DONE, EMPTY, RUNNING};
 use crate::job::{Job, JobKey};
 
 /// log2 of the first bucket's entries (small under loom, whose mutexes
@@ -141,6 +141,26 @@ where
         e.state.store(RUNNING, Ordering::Release);
         drop(owner);
         Ok((e, job))
+    }
+
+    /// Makes index `i` done with `memo` at once (an input: no claim, no
+    /// job), unless it was claimed before: then `memo` comes back.
+    pub(super) fn insert_done(&self, i: usize, key: K, memo: Memo<V>) -> Result<(), Memo<V>> {
+        let e = self.get_or_make(i);
+        let owner = e.owner.lock();
+        // Relaxed: the state leaves `EMPTY` only under this mutex.
+        if e.state.load(Ordering::Relaxed) != EMPTY {
+            return Err(memo);
+        }
+        // SAFETY: under the owner mutex with the state `EMPTY`, as in
+        // `claim`: no other write, and no read before the `DONE` store.
+        e.key.with_mut(|p| unsafe { (*p).write(key) });
+        // SAFETY: as for the key: the memo cell's one write.
+        e.memo.with_mut(|p| unsafe { (*p).write(memo) });
+        // Release: key and memo happen before any `Acquire` load seeing it.
+        e.state.store(DONE, Ordering::Release);
+        drop(owner);
+        Ok(())
     }
 
     /// Calls `f` on every claimed entry, by index.

@@ -24,7 +24,7 @@ use crossbeam_utils::CachePadded;
 use rustc_hash::FxBuildHasher;
 use weft_runtime::sync::{AtomicPtr, Mutex, Ordering};
 
-use super::{job_key, Claimed, Entry};
+use super::{job_key, Claimed, Entry, Memo};
 use crate::job::{Job, JobKey};
 
 /// Number of shards per table (a power of two; one under loom, so that a
@@ -194,6 +194,35 @@ where
         // Set before the entry is published (module doc, point 3).
         *entry.owner.lock() = Some(job.clone());
         let p = Arc::into_raw(entry) as *mut Entry<K, V>;
+        self.insert(shard, &mut writer, hash, p);
+        drop(writer);
+        // SAFETY: `p` came from `Arc::into_raw` above; the table's count
+        // keeps it alive as long as `&self`.
+        Ok((unsafe { &*p }, job))
+    }
+
+    /// Inserts `key` done with `memo` at once (an input: no claim, no job),
+    /// unless it is there already: then `memo` comes back.
+    pub(super) fn insert_done(&self, hash: u64, key: K, memo: Memo<V>) -> Result<(), Memo<V>> {
+        let shard = self.shard(hash);
+        let mut writer = shard.writer.lock();
+        if writer.current().find(hash, &key).is_some() {
+            return Err(memo);
+        }
+        let p = Arc::into_raw(Arc::new(Entry::<K, V>::done(hash, key, memo))) as *mut Entry<K, V>;
+        self.insert(shard, &mut writer, hash, p);
+        Ok(())
+    }
+
+    /// Stores entry `p` in `shard` (whose writer mutex the caller holds as
+    /// `writer`), growing the index first when it would be half full.
+    fn insert(
+        &self,
+        shard: &Shard<K, V>,
+        writer: &mut Writer<K, V>,
+        hash: u64,
+        p: *mut Entry<K, V>,
+    ) {
         let slots = writer.current().slots.len();
         if (writer.len + 1) * 2 > slots {
             let grown = Box::new(Index::with_slots(slots * 2));
@@ -208,10 +237,6 @@ where
         }
         writer.current().insert(hash, p);
         writer.len += 1;
-        drop(writer);
-        // SAFETY: `p` came from `Arc::into_raw` above; the table's count
-        // keeps it alive as long as `&self`.
-        Ok((unsafe { &*p }, job))
     }
 
     /// Calls `f` on every entry, shard by shard.
