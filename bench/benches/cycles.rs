@@ -22,7 +22,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use weft_bench::wait_depth::waits_at_depth;
 use weft_bench::{modes, runtime};
-use weft_queries::{Cx, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Engine, QueryError};
 use weft_runtime::{par_map, Mode};
 
 fn wait_at_depth(c: &mut Criterion) {
@@ -45,20 +45,12 @@ fn wait_at_depth(c: &mut Criterion) {
 const RING: u32 = 3_000;
 
 /// `ring(i)` reads `ring(i + 1 mod 3000)`; no `recover`.
-struct Ring;
-
-impl Query for Ring {
-    type Db = ();
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "ring";
-
-    fn compute(cx: &Cx<'_, ()>, i: &u32) -> u32 {
-        cx.get::<Ring>((i + 1) % RING)
-    }
+#[query]
+fn ring(cx: &Cx<()>, i: u32) -> u32 {
+    cx.ring((i + 1) % RING)
 }
 
-fn ring(c: &mut Criterion) {
+fn ring_3000(c: &mut Criterion) {
     let mut g = c.benchmark_group("cycles");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(3));
@@ -68,7 +60,7 @@ fn ring(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("ring_3000", mode), |b| {
             b.iter(|| {
                 let engine = Engine::new(rt.clone(), ());
-                let r = engine.get::<Ring>(0);
+                let r = engine.get::<ring>(0);
                 assert!(matches!(&r, Err(QueryError::Cycle(c)) if c.frames.len() == RING as usize));
             })
         });
@@ -78,7 +70,7 @@ fn ring(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("ring_3000_two_entries", mode), |b| {
             b.iter(|| {
                 let engine = Engine::new(rt.clone(), ());
-                let r = engine.run(|cx| par_map(&[0, RING / 2], |_, &i| cx.try_get::<Ring>(i)));
+                let r = engine.run(|cx| par_map(&[0, RING / 2], |_, &i| cx.try_ring(i)));
                 assert!(r.iter().all(|r| matches!(r, Err(QueryError::Cycle(_)))));
             })
         });
@@ -86,5 +78,5 @@ fn ring(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, wait_at_depth, ring);
+criterion_group!(benches, wait_at_depth, ring_3000);
 criterion_main!(benches);

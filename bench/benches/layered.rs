@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rayon::prelude::*;
-use weft_bench::layered::{Layered, Node, OnceMemo, NODES};
+use weft_bench::layered::{node, Layered, OnceMemo, NODES};
 use weft_bench::{modes, runtime};
 use weft_queries::Engine;
 use weft_runtime::Mode;
@@ -40,11 +40,11 @@ fn weft_miss(graph: &Arc<Layered>, top: &[u32], mode: Mode, threads: usize) -> D
     e.run(|cx| {
         if threads == 1 {
             for &i in top {
-                black_box(cx.get::<Node>(i));
+                black_box(cx.get::<node>(i));
             }
         } else {
             weft_runtime::par_for_each(top, |_, &i| {
-                black_box(cx.get::<Node>(i));
+                black_box(cx.get::<node>(i));
             });
         }
     });
@@ -68,7 +68,7 @@ fn layered(c: &mut Criterion) {
     // The memory report, once.
     {
         let e = Engine::new(runtime(Mode::Serial, 1), graph.clone());
-        e.run(|cx| top.iter().for_each(|&i| _ = cx.get::<Node>(i)));
+        e.run(|cx| top.iter().for_each(|&i| _ = cx.get::<node>(i)));
         for m in e.memory() {
             eprintln!(
                 "layered: {} memos of `{}`: {:.1} bytes per memo ({} header + {} key + {} value \
@@ -101,13 +101,13 @@ fn layered(c: &mut Criterion) {
         }
         g.bench_function(BenchmarkId::new("hit", mode.to_string()), |b| {
             let e = Engine::new(runtime(mode, 1), graph.clone());
-            e.run(|cx| top.iter().for_each(|&i| _ = cx.get::<Node>(i)));
+            e.run(|cx| top.iter().for_each(|&i| _ = cx.get::<node>(i)));
             b.iter_custom(|iters| {
                 e.run(|cx| {
                     let t = Instant::now();
                     for _ in 0..iters {
                         for i in 0..NODES as u32 {
-                            black_box(cx.get::<Node>(i));
+                            black_box(cx.get::<node>(i));
                         }
                     }
                     per_node(t.elapsed(), iters)

@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use weft_bench::{modes, runtime, Trivial, TrivialHashed};
+use weft_bench::{modes, runtime, trivial, trivial_hashed};
 use weft_queries::{Engine, Query};
 
 /// Keys read by the hit benchmark (all memoized first).
@@ -74,8 +74,8 @@ fn hit_and_miss<Q: Query<Db = (), Key = u64>>(c: &mut Criterion, suffix: &str) {
 }
 
 fn query(c: &mut Criterion) {
-    hit_and_miss::<Trivial>(c, "");
-    hit_and_miss::<TrivialHashed>(c, "-hashed");
+    hit_and_miss::<trivial>(c, "");
+    hit_and_miss::<trivial_hashed>(c, "-hashed");
 }
 
 criterion_group!(benches, query);

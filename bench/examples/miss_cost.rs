@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use weft_bench::{runtime, Trivial};
+use weft_bench::{runtime, trivial};
 use weft_queries::Engine;
 
 fn main() {
@@ -23,12 +23,12 @@ fn main() {
     let (miss, hit) = e.run(|cx| {
         let t = Instant::now();
         for k in 0..n {
-            black_box(cx.get::<Trivial>(k));
+            black_box(cx.get::<trivial>(k));
         }
         let miss = t.elapsed();
         let t = Instant::now();
         for k in 0..n {
-            black_box(cx.get::<Trivial>(k));
+            black_box(cx.get::<trivial>(k));
         }
         (miss, t.elapsed())
     });

@@ -2,13 +2,14 @@
 //! `NODES` nodes in layers of `WIDTH`; each node of a layer but the first
 //! reads `DEPS` seeded-random nodes of the layer below and does no other
 //! work, so the figures are the engine's cost per query. The same graph
-//! runs as a Weft query ([`Node`]) and on a plain `OnceLock` memo peer
-//! ([`OnceMemo`]), which is the floor: what memoization costs with no
-//! engine at all (no cycle detection, no waiting protocol, no errors).
+//! runs as a Weft query ([`node`](struct@node)) and on a plain `OnceLock`
+//! memo peer ([`OnceMemo`]), which is the floor: what memoization costs
+//! with no engine at all (no cycle detection, no waiting protocol, no
+//! errors).
 
 use std::sync::{Arc, OnceLock};
 
-use weft_queries::{Cx, Query};
+use weft_queries::{query, Cx};
 
 /// Nodes in the graph.
 pub const NODES: usize = 200_000;
@@ -68,26 +69,15 @@ impl Layered {
     }
 }
 
-/// The Weft query: node `i`'s value from its dependencies'.
-pub struct Node;
-
-impl Query for Node {
-    type Db = Arc<Layered>;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "node";
-
-    fn compute(cx: &Cx<'_, Arc<Layered>>, &i: &u32) -> u64 {
-        let deps = &cx.db().deps[i as usize];
-        if deps[0] == u32::MAX {
-            return u64::from(i);
-        }
-        Layered::combine(i, deps.iter().map(|&d| cx.get::<Node>(d)))
+/// The Weft query: node `i`'s value from its dependencies' (stored
+/// densely: `i` is its index).
+#[query(dense)]
+pub fn node(cx: &Cx<Arc<Layered>>, i: u32) -> u64 {
+    let deps = &cx.db().deps[i as usize];
+    if deps[0] == u32::MAX {
+        return u64::from(i);
     }
-
-    fn dense_index(&i: &u32) -> Option<usize> {
-        Some(i as usize)
-    }
+    Layered::combine(i, deps.iter().map(|&d| cx.node(d)))
 }
 
 /// The `OnceLock` peer: one cell per node, filled by plain recursion

@@ -4,7 +4,7 @@
 pub mod layered;
 pub mod wait_depth;
 
-use weft_queries::{Cx, Query};
+use weft_queries::{query, Cx};
 use weft_runtime::{Jobserver, Mode, Runtime};
 
 /// The modes this build can run, in the order the benches report them.
@@ -27,35 +27,16 @@ pub fn runtime(mode: Mode, threads: usize) -> Runtime {
 }
 
 /// A query whose provider does next to nothing: `key * 2`. Its keys are
-/// ids, stored densely ([`Query::dense_index`]); [`TrivialHashed`] is the
-/// same query with hashed keys.
-pub struct Trivial;
-
-impl Query for Trivial {
-    type Db = ();
-    type Key = u64;
-    type Value = u64;
-    const NAME: &'static str = "trivial";
-
-    fn compute(_cx: &Cx<'_, ()>, key: &u64) -> u64 {
-        key.wrapping_mul(2)
-    }
-
-    fn dense_index(key: &u64) -> Option<usize> {
-        usize::try_from(*key).ok()
-    }
+/// ids, stored densely ([`Query::dense_index`](weft_queries::Query::dense_index));
+/// [`trivial_hashed`](struct@trivial_hashed) is the same query with hashed
+/// keys.
+#[query(dense)]
+pub fn trivial(_cx: &Cx<()>, key: u64) -> u64 {
+    key.wrapping_mul(2)
 }
 
-/// [`Trivial`] with its keys hashed (the default storage).
-pub struct TrivialHashed;
-
-impl Query for TrivialHashed {
-    type Db = ();
-    type Key = u64;
-    type Value = u64;
-    const NAME: &'static str = "trivial_hashed";
-
-    fn compute(_cx: &Cx<'_, ()>, key: &u64) -> u64 {
-        key.wrapping_mul(2)
-    }
+/// [`trivial`](struct@trivial) with its keys hashed (the default storage).
+#[query]
+pub fn trivial_hashed(_cx: &Cx<()>, key: u64) -> u64 {
+    key.wrapping_mul(2)
 }

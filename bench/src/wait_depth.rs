@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{scope, Latch, Runtime};
 
 /// Owners per batch: the chain's top spawns this many owner tasks at once
@@ -40,69 +40,53 @@ pub struct Batch {
 }
 
 /// `owner(batch, i)`: in progress until the chain's top releases it.
-pub struct Owner;
-
-impl Query for Owner {
-    type Db = WaitDb;
-    type Key = (usize, usize);
-    type Value = usize;
-    const NAME: &'static str = "owner";
-
-    fn compute(cx: &Cx<'_, WaitDb>, &(_, i): &(usize, usize)) -> usize {
-        let batch = cx.db().batch.lock().unwrap().clone().expect("a batch");
-        if batch.started.fetch_add(1, Ordering::AcqRel) + 1 == batch.release.len() {
-            batch.all_started.set();
-        }
-        batch.release[i].wait();
-        i
+#[query]
+pub fn owner(cx: &Cx<WaitDb>, _batch: usize, i: usize) -> usize {
+    let batch = cx.db().batch.lock().unwrap().clone().expect("a batch");
+    if batch.started.fetch_add(1, Ordering::AcqRel) + 1 == batch.release.len() {
+        batch.all_started.set();
     }
+    batch.release[i].wait();
+    i
 }
 
 /// `chain(d)`: reads `chain(d - 1)`; `chain(0)` runs the timed waits.
-pub struct Chain;
-
-impl Query for Chain {
-    type Db = WaitDb;
-    type Key = u32;
-    type Value = usize;
-    const NAME: &'static str = "chain";
-
-    fn compute(cx: &Cx<'_, WaitDb>, d: &u32) -> usize {
-        if *d > 0 {
-            return cx.get::<Chain>(d - 1);
-        }
-        let db = cx.db();
-        let mut left = db.iters;
-        let mut round = 0;
-        let mut sum = 0;
-        while left > 0 {
-            let n = left.min(BATCH);
-            left -= n;
-            round += 1;
-            let batch = Arc::new(Batch {
-                release: (0..n).map(|_| Latch::new()).collect(),
-                started: AtomicUsize::new(0),
-                all_started: Latch::new(),
-            });
-            *db.batch.lock().unwrap() = Some(batch.clone());
-            scope(|s| {
-                for i in 0..n {
-                    s.spawn(move |_| {
-                        cx.get::<Owner>((round, i));
-                    });
-                }
-                batch.all_started.wait();
-                let start = Instant::now();
-                for i in 0..n {
-                    batch.release[i].set();
-                    sum += cx.get::<Owner>((round, i));
-                }
-                let ns = start.elapsed().as_nanos() as u64;
-                db.elapsed_ns.fetch_add(ns, Ordering::Relaxed);
-            });
-        }
-        sum
+#[query]
+pub fn chain(cx: &Cx<WaitDb>, d: u32) -> usize {
+    if d > 0 {
+        return cx.chain(d - 1);
     }
+    let db = cx.db();
+    let mut left = db.iters;
+    let mut round = 0;
+    let mut sum = 0;
+    while left > 0 {
+        let n = left.min(BATCH);
+        left -= n;
+        round += 1;
+        let batch = Arc::new(Batch {
+            release: (0..n).map(|_| Latch::new()).collect(),
+            started: AtomicUsize::new(0),
+            all_started: Latch::new(),
+        });
+        *db.batch.lock().unwrap() = Some(batch.clone());
+        scope(|s| {
+            for i in 0..n {
+                s.spawn(move |_| {
+                    cx.owner(round, i);
+                });
+            }
+            batch.all_started.wait();
+            let start = Instant::now();
+            for i in 0..n {
+                batch.release[i].set();
+                sum += cx.owner(round, i);
+            }
+            let ns = start.elapsed().as_nanos() as u64;
+            db.elapsed_ns.fetch_add(ns, Ordering::Relaxed);
+        });
+    }
+    sum
 }
 
 /// Runs `iters` waits at the top of a chain of `depth` queries on `rt`
@@ -119,6 +103,6 @@ pub fn waits_at_depth(rt: &Runtime, depth: u32, iters: usize) -> Duration {
         },
     );
     let top = engine.db().depth;
-    engine.get::<Chain>(top).expect("chain");
+    engine.get::<chain>(top).expect("chain");
     Duration::from_nanos(engine.db().elapsed_ns.load(Ordering::Relaxed))
 }

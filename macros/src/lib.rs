@@ -388,6 +388,7 @@ fn expand(options: Options, func: ItemFn) -> Result<TokenStream2> {
         }
 
         #(#attrs)*
+        #[inline]
         #[allow(clippy::needless_pass_by_value)]
         #vis fn #ident(cx: &#cx_real, #(#params),*) -> #value {
             cx.get::<#ident>(#key_value)

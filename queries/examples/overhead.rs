@@ -10,27 +10,21 @@
 
 use std::time::Instant;
 
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{par_map, Mode, Runtime};
 
-struct Node;
-impl Query for Node {
-    type Db = u32;
-    type Key = (u32, u32);
-    type Value = u64;
-    const NAME: &'static str = "node";
-    fn compute(cx: &Cx<'_, u32>, &(layer, i): &(u32, u32)) -> u64 {
-        let width = *cx.db();
-        if layer == 0 {
-            return u64::from(i) + 1;
-        }
-        let mut h = u64::from(layer) << 32 | u64::from(i);
-        for j in 0..4 {
-            let dep = (i.wrapping_mul(7).wrapping_add(j * 13)) % width;
-            h = h.rotate_left(5) ^ cx.get::<Node>((layer - 1, dep));
-        }
-        h
+#[query]
+fn node(cx: &Cx<u32>, layer: u32, i: u32) -> u64 {
+    let width = *cx.db();
+    if layer == 0 {
+        return u64::from(i) + 1;
     }
+    let mut h = u64::from(layer) << 32 | u64::from(i);
+    for j in 0..4 {
+        let dep = (i.wrapping_mul(7).wrapping_add(j * 13)) % width;
+        h = h.rotate_left(5) ^ cx.node(layer - 1, dep);
+    }
+    h
 }
 
 fn main() {
@@ -53,7 +47,7 @@ fn main() {
     let t = Instant::now();
     let sum = engine.run(|cx| {
         let top: Vec<u32> = (0..width).collect();
-        par_map(&top, |_, &i| cx.get::<Node>((layers - 1, i)))
+        par_map(&top, |_, &i| cx.node(layers - 1, i))
             .into_iter()
             .fold(0u64, |a, b| a.rotate_left(1) ^ b)
     });
@@ -62,7 +56,7 @@ fn main() {
     let hit_sum = engine.run(|cx| {
         let mut s = 0u64;
         for k in 0..hits {
-            s = s.wrapping_add(cx.get::<Node>((layers - 1, k % 16)));
+            s = s.wrapping_add(cx.node(layers - 1, k % 16));
         }
         s
     });

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use weft_queries::{Cx, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Engine, QueryError};
 use weft_runtime::{join, Latch, Mode, Runtime};
 
 #[derive(Default)]
@@ -12,60 +12,38 @@ struct Db {
     b_started: Latch,
 }
 
-struct Fib;
-impl Query for Fib {
-    type Db = Db;
-    type Key = u64;
-    type Value = u64;
-    const NAME: &'static str = "fib";
-    fn compute(cx: &Cx<'_, Db>, n: &u64) -> u64 {
-        cx.db().runs.fetch_add(1, Ordering::SeqCst);
-        if *n < 2 {
-            *n
-        } else {
-            let (a, b) = join(|| cx.get::<Fib>(n - 1), || cx.get::<Fib>(n - 2));
-            a + b
-        }
+#[query]
+fn fib(cx: &Cx<Db>, n: u64) -> u64 {
+    cx.db().runs.fetch_add(1, Ordering::SeqCst);
+    if n < 2 {
+        n
+    } else {
+        let (a, b) = join(|| cx.fib(n - 1), || cx.fib(n - 2));
+        a + b
     }
 }
 
-struct A;
-struct B;
-impl Query for A {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "a";
-    fn compute(cx: &Cx<'_, Db>, k: &u32) -> u32 {
-        cx.db().a_started.set();
-        cx.db().b_started.wait();
-        cx.get::<B>(*k) + 1
-    }
-    fn recover(_: &Cx<'_, Db>, cycle: &weft_queries::Cycle, _: &u32) -> Option<u32> {
-        Some(1000 + cycle.frames.len() as u32)
-    }
-}
-impl Query for B {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "b";
-    fn compute(cx: &Cx<'_, Db>, k: &u32) -> u32 {
-        cx.db().b_started.set();
-        cx.db().a_started.wait();
-        cx.get::<A>(*k) + 1
-    }
+#[query(recover = a_recover)]
+fn a(cx: &Cx<Db>, k: u32) -> u32 {
+    cx.db().a_started.set();
+    cx.db().b_started.wait();
+    cx.b(k) + 1
 }
 
-struct Boom;
-impl Query for Boom {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "boom";
-    fn compute(_: &Cx<'_, Db>, k: &u32) -> u32 {
-        panic!("boom {k}")
-    }
+fn a_recover(_: &Cx<'_, Db>, cycle: &weft_queries::Cycle, _: &u32) -> Option<u32> {
+    Some(1000 + cycle.frames.len() as u32)
+}
+
+#[query]
+fn b(cx: &Cx<Db>, k: u32) -> u32 {
+    cx.db().b_started.set();
+    cx.db().a_started.wait();
+    cx.a(k) + 1
+}
+
+#[query]
+fn boom(_cx: &Cx<Db>, k: u32) -> u32 {
+    panic!("boom {k}")
 }
 
 fn runtimes() -> Vec<Runtime> {
@@ -88,7 +66,7 @@ fn runtimes() -> Vec<Runtime> {
 fn fib_runs_each_key_once() {
     for rt in runtimes() {
         let e = Engine::new(rt.clone(), Db::default());
-        assert_eq!(e.get::<Fib>(60), Ok(1_548_008_755_920), "{rt:?}");
+        assert_eq!(e.get::<fib>(60), Ok(1_548_008_755_920), "{rt:?}");
         assert_eq!(e.db().runs.load(Ordering::SeqCst), 61, "{rt:?}");
     }
 }
@@ -96,7 +74,7 @@ fn fib_runs_each_key_once() {
 #[test]
 fn two_query_cycle_recovers_the_same_everywhere() {
     for rt in runtimes() {
-        // Threads mode with one worker cannot run A and B at once: the
+        // Threads mode with one worker cannot run `a` and `b` at once: the
         // barrier would block the only worker.
         if rt.mode() == Mode::Threads && rt.num_threads() < 2 {
             continue;
@@ -108,9 +86,9 @@ fn two_query_cycle_recovers_the_same_everywhere() {
                 cx.db().a_started.set();
                 cx.db().b_started.set();
             }
-            join(|| cx.try_get::<A>(1), || cx.try_get::<B>(1))
+            join(|| cx.try_a(1), || cx.try_b(1))
         });
-        // A recovers with 1002; B has no recover: it is a Cycle error.
+        // `a` recovers with 1002; `b` has no recover: it is a Cycle error.
         assert_eq!(a, Ok(1002), "{rt:?}");
         match b {
             Err(QueryError::Cycle(c)) => {
@@ -126,7 +104,7 @@ fn panic_reaches_every_caller() {
     for rt in runtimes() {
         let e = Engine::new(rt.clone(), Db::default());
         let items: Vec<u32> = (0..16).collect();
-        let rs = e.run(|cx| weft_runtime::par_map(&items, |_, _| cx.try_get::<Boom>(7)));
+        let rs = e.run(|cx| weft_runtime::par_map(&items, |_, _| cx.try_boom(7)));
         for r in rs {
             assert_eq!(
                 r,
@@ -138,6 +116,6 @@ fn panic_reaches_every_caller() {
                 "{rt:?}"
             );
         }
-        assert_eq!(e.get::<Fib>(10), Ok(55));
+        assert_eq!(e.get::<fib>(10), Ok(55));
     }
 }

@@ -19,7 +19,7 @@
 //! computing the others on its own stack.
 
 use parking_lot::Mutex;
-use weft_queries::{Cx, Cycle, CycleFrame, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Cycle, CycleFrame, Engine, Query, QueryError};
 use weft_runtime::{join, par_for_each, par_map, Latch};
 use weft_tests::{can_wait_concurrently, for_each_config, runtime, Signal};
 
@@ -77,9 +77,9 @@ fn ring_step(cx: &Cx<'_, Db>, i: usize, key: u32) -> String {
     }
     let next = (i + 1) % db.len;
     let value = match next {
-        0 => cx.get::<CycA>(key),
-        1 => cx.get::<CycB>(key),
-        _ => cx.get::<CycC>(key),
+        0 => cx.cyc_a(key),
+        1 => cx.cyc_b(key),
+        _ => cx.cyc_c(key),
     };
     format!("{i} after {value}")
 }
@@ -88,123 +88,77 @@ fn ring_recover(cx: &Cx<'_, Db>, i: usize, name: &str, cycle: &Cycle) -> Option<
     cx.db().recover[i].then(|| format!("{name} recovered from {cycle}"))
 }
 
-struct CycA;
-struct CycB;
-struct CycC;
-
-impl Query for CycA {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "cyc_a";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        ring_step(cx, 0, *key)
-    }
-
-    fn recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
-        ring_recover(cx, 0, Self::NAME, cycle)
-    }
+#[query(recover = cyc_a_recover)]
+fn cyc_a(cx: &Cx<Db>, key: u32) -> String {
+    ring_step(cx, 0, key)
 }
 
-impl Query for CycB {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "cyc_b";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        ring_step(cx, 1, *key)
-    }
-
-    fn recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
-        ring_recover(cx, 1, Self::NAME, cycle)
-    }
+#[query(recover = cyc_b_recover)]
+fn cyc_b(cx: &Cx<Db>, key: u32) -> String {
+    ring_step(cx, 1, key)
 }
 
-impl Query for CycC {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "cyc_c";
+#[query(recover = cyc_c_recover)]
+fn cyc_c(cx: &Cx<Db>, key: u32) -> String {
+    ring_step(cx, 2, key)
+}
 
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        ring_step(cx, 2, *key)
-    }
+fn cyc_a_recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
+    ring_recover(cx, 0, <cyc_a as Query>::NAME, cycle)
+}
 
-    fn recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
-        ring_recover(cx, 2, Self::NAME, cycle)
-    }
+fn cyc_b_recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
+    ring_recover(cx, 1, <cyc_b as Query>::NAME, cycle)
+}
+
+fn cyc_c_recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
+    ring_recover(cx, 2, <cyc_c as Query>::NAME, cycle)
 }
 
 /// Asks for itself.
-struct SelfLoop;
+#[query(recover = self_loop_recover)]
+fn self_loop(cx: &Cx<Db>, key: u32) -> String {
+    format!("never: {}", cx.self_loop(key))
+}
 
-impl Query for SelfLoop {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "self_loop";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        format!("never: {}", cx.get::<SelfLoop>(*key))
-    }
-
-    fn recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
-        cx.db()
-            .loop_recovers
-            .then(|| format!("self_loop recovered from {cycle}"))
-    }
+fn self_loop_recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
+    cx.db()
+        .loop_recovers
+        .then(|| format!("self_loop recovered from {cycle}"))
 }
 
 /// Not part of any cycle: reports what it saw of `cyc_a`.
-struct Watch;
-
-impl Query for Watch {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "watch";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        format!("watched {:?}", cx.try_get::<CycA>(*key))
-    }
+#[query]
+fn watch(cx: &Cx<Db>, key: u32) -> String {
+    format!("watched {:?}", cx.try_cyc_a(key))
 }
 
 /// Runs four children with `par_for_each`; child 2 asks for `parent` itself.
-struct Parent;
-
-impl Query for Parent {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "parent";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        let db = cx.db();
-        let items: Vec<u32> = (0..4).collect();
-        par_for_each(&items, |i, _| match i {
-            // Holds the parent's par_for_each open until child 2 has started,
-            // so child 2 is a task of its own (another worker, or another
-            // fiber), not code run after the others on the parent's stack.
-            0 if db.force => db.child_signal.wait_for(1),
-            2 => {
-                db.child_signal.signal(1);
-                match db.child_asks {
-                    ChildAsks::Get => drop(cx.get::<Parent>(*key)),
-                    ChildAsks::TryGet => *db.child_saw.lock() = Some(cx.try_get::<Parent>(*key)),
-                }
+#[query(recover = parent_recover)]
+fn parent(cx: &Cx<Db>, key: u32) -> String {
+    let db = cx.db();
+    let items: Vec<u32> = (0..4).collect();
+    par_for_each(&items, |i, _| match i {
+        // Holds the parent's par_for_each open until child 2 has started,
+        // so child 2 is a task of its own (another worker, or another
+        // fiber), not code run after the others on the parent's stack.
+        0 if db.force => db.child_signal.wait_for(1),
+        2 => {
+            db.child_signal.signal(1);
+            match db.child_asks {
+                ChildAsks::Get => drop(cx.parent(key)),
+                ChildAsks::TryGet => *db.child_saw.lock() = Some(cx.try_parent(key)),
             }
-            _ => {}
-        });
-        "parent finished".to_string()
-    }
+        }
+        _ => {}
+    });
+    "parent finished".to_string()
+}
 
-    fn recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
-        cx.db()
-            .loop_recovers
-            .then(|| format!("parent recovered from {cycle}"))
-    }
+fn parent_recover(cx: &Cx<'_, Db>, cycle: &Cycle, _: &u32) -> Option<String> {
+    cx.db()
+        .loop_recovers
+        .then(|| format!("parent recovered from {cycle}"))
 }
 
 fn frame(query: &'static str, key: &str) -> CycleFrame {
@@ -247,9 +201,9 @@ fn cycle_display_is_canonical() {
 
 /// ```text
 ///  tasks 0..4 (par_map), unforced
-///  first: get(SelfLoop(7)) → compute → get(SelfLoop(7)): on its own stack
+///  first: get(self_loop(7)) → compute → get(self_loop(7)): on its own stack
 ///         → Cycle [self_loop(7)]
-///  others: wait for / hit SelfLoop(7) → the same result
+///  others: wait for / hit self_loop(7) → the same result
 /// ```
 #[test]
 fn self_cycle() {
@@ -259,9 +213,9 @@ fn self_cycle() {
             db.loop_recovers = recovers;
             let engine = Engine::new(runtime(mode, threads), db);
             let keys = [7u32; 4];
-            let seen = engine.run(|cx| par_map(&keys, |_, &k| cx.try_get::<SelfLoop>(k)));
+            let seen = engine.run(|cx| par_map(&keys, |_, &k| cx.try_self_loop(k)));
             seen.into_iter()
-                .chain([engine.get::<SelfLoop>(7)])
+                .chain([engine.get::<self_loop>(7)])
                 .collect::<Vec<_>>()
         });
         let c = cycle(&[("self_loop", "7")]);
@@ -305,9 +259,9 @@ fn two_cycle_across_two_workers() {
         let results = for_each_config(move |mode, threads| {
             let force = can_wait_concurrently(mode, threads, 2);
             let engine = Engine::new(runtime(mode, threads), Db::new(2, recover, force));
-            let (a, b) = engine.run(|cx| join(|| cx.try_get::<CycA>(0), || cx.try_get::<CycB>(0)));
+            let (a, b) = engine.run(|cx| join(|| cx.try_cyc_a(0), || cx.try_cyc_b(0)));
             // Later callers see the same results.
-            let later = (engine.get::<CycA>(0), engine.get::<CycB>(0));
+            let later = (engine.get::<cyc_a>(0), engine.get::<cyc_b>(0));
             (a, b, later)
         });
         let ea = ring_expected(2, 0, recover);
@@ -336,8 +290,8 @@ fn three_cycle_across_three_workers() {
             let engine = Engine::new(runtime(mode, threads), Db::new(3, recover, force));
             engine.run(|cx| {
                 let (c, (a, b)) = join(
-                    || cx.try_get::<CycC>(0),
-                    || join(|| cx.try_get::<CycA>(0), || cx.try_get::<CycB>(0)),
+                    || cx.try_cyc_c(0),
+                    || join(|| cx.try_cyc_a(0), || cx.try_cyc_b(0)),
                 );
                 [a, b, c]
             })
@@ -358,7 +312,7 @@ fn caller_outside_the_cycle_sees_its_result() {
     for recover in [[false; 3], [true; 3]] {
         let results = for_each_config(move |mode, threads| {
             let engine = Engine::new(runtime(mode, threads), Db::new(2, recover, false));
-            (engine.get::<Watch>(0), engine.get::<CycB>(0))
+            (engine.get::<watch>(0), engine.get::<cyc_b>(0))
         });
         let watched = Ok(format!("watched {:?}", ring_expected(2, 0, recover)));
         for (config, (w, b)) in results {
@@ -394,9 +348,9 @@ fn par_for_each_child_asks_for_its_parent() {
             db.loop_recovers = recovers;
             db.child_asks = child_asks;
             let engine = Engine::new(runtime(mode, threads), db);
-            let result = engine.get::<Parent>(5);
+            let result = engine.get::<parent>(5);
             let child_saw = engine.db().child_saw.lock().clone();
-            (result, child_saw, engine.get::<Parent>(5))
+            (result, child_saw, engine.get::<parent>(5))
         });
         let c = cycle(&[("parent", "5")]);
         let expected = if recovers {
@@ -442,7 +396,7 @@ fn two_cycle_result_does_not_depend_on_timing() {
         (0..50)
             .map(|_| {
                 let engine = Engine::new(rt.clone(), Db::new(2, [false; 3], force));
-                engine.run(|cx| join(|| cx.try_get::<CycB>(0), || cx.try_get::<CycA>(0)))
+                engine.run(|cx| join(|| cx.try_cyc_b(0), || cx.try_cyc_a(0)))
             })
             .collect::<Vec<_>>()
     });
@@ -456,63 +410,39 @@ fn two_cycle_result_does_not_depend_on_timing() {
 }
 
 /// Panics: a dependency that fails for its own reason.
-struct Failing;
-
-impl Query for Failing {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "failing";
-
-    fn compute(_: &Cx<'_, Db>, key: &u32) -> String {
-        weft_tests::inject_panic(format_args!("failing {key}"))
-    }
+#[query]
+fn failing(_cx: &Cx<Db>, key: u32) -> String {
+    weft_tests::inject_panic(format_args!("failing {key}"))
 }
 
 /// `mixed_a(k)` asks for `mixed_b(k)`.
-struct MixedA;
-
-impl Query for MixedA {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "mixed_a";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        let db = cx.db();
-        if db.force {
-            db.started[0].set();
-            db.started[1].wait();
-        }
-        cx.get::<MixedB>(*key)
+#[query]
+fn mixed_a(cx: &Cx<Db>, key: u32) -> String {
+    let db = cx.db();
+    if db.force {
+        db.started[0].set();
+        db.started[1].wait();
     }
+    cx.mixed_b(key)
 }
 
 /// `mixed_b(k)` asks, in one `par_map`, for `failing(k)` (item 0) and for
 /// `mixed_a(k)` (item 1, closing the cycle).
-struct MixedB;
-
-impl Query for MixedB {
-    type Db = Db;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "mixed_b";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> String {
-        let db = cx.db();
-        if db.force {
-            db.started[1].set();
-            db.started[0].wait();
-        }
-        par_map(&[0, 1], |i, _| {
-            if i == 0 {
-                cx.get::<Failing>(*key)
-            } else {
-                cx.get::<MixedA>(*key)
-            }
-        })
-        .concat()
+#[query]
+fn mixed_b(cx: &Cx<Db>, key: u32) -> String {
+    let db = cx.db();
+    if db.force {
+        db.started[1].set();
+        db.started[0].wait();
     }
+    par_map(&[0, 1], |i, _| {
+        if i == 0 {
+            cx.failing(key)
+        } else {
+            cx.mixed_a(key)
+        }
+    })
+    .concat()
 }
 
 /// A cycle member that also depends on something that fails for another
@@ -544,16 +474,16 @@ fn cycle_member_whose_other_dependency_fails() {
             let engine = Engine::new(runtime(mode, threads), Db::new(2, [false; 3], force));
             let (a, b) = match entry {
                 "a" => {
-                    let a = engine.get::<MixedA>(0);
-                    (a, engine.get::<MixedB>(0))
+                    let a = engine.get::<mixed_a>(0);
+                    (a, engine.get::<mixed_b>(0))
                 }
                 "b" => {
-                    let b = engine.get::<MixedB>(0);
-                    (engine.get::<MixedA>(0), b)
+                    let b = engine.get::<mixed_b>(0);
+                    (engine.get::<mixed_a>(0), b)
                 }
-                _ => engine.run(|cx| join(|| cx.try_get::<MixedA>(0), || cx.try_get::<MixedB>(0))),
+                _ => engine.run(|cx| join(|| cx.try_mixed_a(0), || cx.try_mixed_b(0))),
             };
-            (a, b, engine.get::<Failing>(0))
+            (a, b, engine.get::<failing>(0))
         });
         let c = Err(QueryError::Cycle(cycle(&[
             ("mixed_a", "0"),

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{par_for_each, par_map, Mode};
 use weft_tests::{concurrent_items, for_configs, for_each_config, runtime, Arrivals, Config};
 
@@ -22,19 +22,11 @@ struct Db {
 
 /// The shared query: holds its slot in progress until enough requesters
 /// have arrived, so they find it running and have to wait for it.
-struct Slow;
-
-impl Query for Slow {
-    type Db = Db;
-    type Key = u32;
-    type Value = Arc<String>;
-    const NAME: &'static str = "slow";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> Arc<String> {
-        cx.db().executions.fetch_add(1, Ordering::SeqCst);
-        cx.db().arrivals.wait_all();
-        Arc::new(format!("slow value {key}"))
-    }
+#[query]
+fn slow(cx: &Cx<Db>, key: u32) -> Arc<String> {
+    cx.db().executions.fetch_add(1, Ordering::SeqCst);
+    cx.db().arrivals.wait_all();
+    Arc::new(format!("slow value {key}"))
 }
 
 /// ```text
@@ -43,7 +35,7 @@ impl Query for Slow {
 ///  item a (first to claim)         item b, c, ... (the others)
 ///  ───────────────────────         ───────────────────────────
 ///  arrive()                        arrive()
-///  get(Slow(7)) → Claimed          get(Slow(7)) → InProgress: wait
+///  get(slow(7)) → Claimed          get(slow(7)) → InProgress: wait
 ///    compute: executions += 1        (fiber suspends / thread blocks)
 ///    wait until `target` arrived   ...
 ///    publish "slow value 7" ──────▶ woken: same value
@@ -66,7 +58,7 @@ fn same_key_requested_by_many_tasks() {
             let items: Vec<usize> = (0..REQUESTERS).collect();
             par_map(&items, |_, _| {
                 cx.db().arrivals.arrive();
-                cx.get::<Slow>(7)
+                cx.slow(7)
             })
         });
         assert_eq!(engine.db().executions.load(Ordering::SeqCst), 1);
@@ -78,7 +70,7 @@ fn same_key_requested_by_many_tasks() {
         assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])));
         assert!(engine.db().arrivals.count() == REQUESTERS);
         // A later top-level request is a hit.
-        let again = engine.get::<Slow>(7).expect("slow(7) succeeded");
+        let again = engine.get::<slow>(7).expect("slow(7) succeeded");
         assert!(Arc::ptr_eq(&again, &values[0]));
         assert_eq!(engine.db().executions.load(Ordering::SeqCst), 1);
     });
@@ -89,51 +81,33 @@ struct ManyDb {
 }
 
 /// A cheap query with one execution counter per key.
-struct Square;
-
-impl Query for Square {
-    type Db = ManyDb;
-    type Key = usize;
-    type Value = usize;
-    const NAME: &'static str = "square";
-
-    fn compute(cx: &Cx<'_, ManyDb>, key: &usize) -> usize {
-        cx.db().executions[*key].fetch_add(1, Ordering::SeqCst);
-        key * key
-    }
+#[query]
+fn square(cx: &Cx<ManyDb>, key: usize) -> usize {
+    cx.db().executions[key].fetch_add(1, Ordering::SeqCst);
+    key * key
 }
 
-/// A query over several `Square`s, fetched in parallel: the same keys are
-/// asked for by many `Sum`s at once.
-struct Sum;
-
-impl Query for Sum {
-    type Db = ManyDb;
-    type Key = usize;
-    type Value = usize;
-    const NAME: &'static str = "sum";
-
-    fn compute(cx: &Cx<'_, ManyDb>, key: &usize) -> usize {
-        let parts: Vec<usize> = (0..8).map(|i| (key + i) % KEYS).collect();
-        par_map(&parts, |_, &k| cx.get::<Square>(k))
-            .into_iter()
-            .sum()
-    }
+/// A query over several `square`s, fetched in parallel: the same keys are
+/// asked for by many `sum`s at once.
+#[query]
+fn sum(cx: &Cx<ManyDb>, key: usize) -> usize {
+    let parts: Vec<usize> = (0..8).map(|i| (key + i) % KEYS).collect();
+    par_map(&parts, |_, &k| cx.square(k)).into_iter().sum()
 }
 
 const KEYS: usize = 16;
 
-/// Stampede, unforced: 256 tasks, each asks for one of 16 `Sum`s, each `Sum`
-/// for 8 of 16 `Square`s in parallel.
+/// Stampede, unforced: 256 tasks, each asks for one of 16 `sum`s, each `sum`
+/// for 8 of 16 `square`s in parallel.
 ///
 /// ```text
-///  task 0: Sum(0) ─┬ Square(0) ... Square(7)
-///  task 1: Sum(1) ─┼ Square(1) ... Square(8)      many tasks hit each
-///  ...             │                              Square while it runs
-///  task 255: Sum(15) Square(15) Square(0) ... Square(6)
+///  task 0: sum(0) ─┬ square(0) ... square(7)
+///  task 1: sum(1) ─┼ square(1) ... square(8)      many tasks hit each
+///  ...             │                              square while it runs
+///  task 255: sum(15) square(15) square(0) ... square(6)
 /// ```
 ///
-/// Every `Square` and every `Sum` executes exactly once.
+/// Every `square` and every `sum` executes exactly once.
 #[test]
 fn stampede_of_overlapping_keys() {
     for_each_config(|mode, threads| {
@@ -142,7 +116,7 @@ fn stampede_of_overlapping_keys() {
         };
         let engine = Engine::new(runtime(mode, threads), db);
         let tasks: Vec<usize> = (0..256).collect();
-        let sums = engine.run(|cx| par_map(&tasks, |_, &t| cx.get::<Sum>(t % KEYS)));
+        let sums = engine.run(|cx| par_map(&tasks, |_, &t| cx.sum(t % KEYS)));
         for (t, sum) in sums.iter().enumerate() {
             let expected: usize = (0..8).map(|i| ((t % KEYS + i) % KEYS).pow(2)).sum();
             assert_eq!(*sum, expected, "sum of task {t}");
@@ -159,7 +133,7 @@ fn stampede_of_overlapping_keys() {
 /// shared by concurrent callers is not a supported setup.
 ///
 /// ```text
-///  OS thread 0..4: engine.get::<Slow>(3) ─▶ block_on ─▶ worker: get(Slow(3))
+///  OS thread 0..4: engine.get::<slow>(3) ─▶ block_on ─▶ worker: get(slow(3))
 ///  provider: waits until `target` tasks arrived, then publishes once
 /// ```
 #[test]
@@ -183,7 +157,7 @@ fn same_key_from_several_block_on_callers() {
                     s.spawn(|| {
                         engine.run(|cx| {
                             cx.db().arrivals.arrive();
-                            cx.get::<Slow>(3)
+                            cx.slow(3)
                         })
                     })
                 })
@@ -199,8 +173,8 @@ fn same_key_from_several_block_on_callers() {
 /// pure hits, no execution.
 ///
 /// ```text
-///  top level: get(Square(5)) → executes once → 25
-///  par_for_each 0..100 (any worker): get(Square(5)) → Hit → 25
+///  top level: get(square(5)) → executes once → 25
+///  par_for_each 0..100 (any worker): get(square(5)) → Hit → 25
 ///  executions of square(5) == 1
 /// ```
 #[test]
@@ -210,9 +184,9 @@ fn hits_do_not_execute_again() {
             executions: (0..KEYS).map(|_| AtomicUsize::new(0)).collect(),
         };
         let engine = Engine::new(runtime(mode, threads), db);
-        assert_eq!(engine.get::<Square>(5), Ok(25));
+        assert_eq!(engine.get::<square>(5), Ok(25));
         let items: Vec<usize> = (0..100).collect();
-        engine.run(|cx| par_for_each(&items, |_, _| assert_eq!(cx.get::<Square>(5), 25)));
+        engine.run(|cx| par_for_each(&items, |_, _| assert_eq!(cx.square(5), 25)));
         assert_eq!(engine.db().executions[5].load(Ordering::SeqCst), 1);
     });
 }

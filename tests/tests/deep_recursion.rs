@@ -9,26 +9,18 @@
 //!  one stack frame group per level; ~100+ segments of 2 MiB in all
 //! ```
 
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{ensure_sufficient_stack, remaining_stack};
 use weft_tests::{for_configs, runtime, Config};
 
 const DEPTH: u64 = 1_000_000;
 
 /// `chain(n) = chain(n - 1) + 1`, `chain(0) = 0`: every level is a query miss.
-struct Chain;
-
-impl Query for Chain {
-    type Db = ();
-    type Key = u64;
-    type Value = u64;
-    const NAME: &'static str = "chain";
-
-    fn compute(cx: &Cx<'_, ()>, key: &u64) -> u64 {
-        match *key {
-            0 => 0,
-            n => cx.get::<Chain>(n - 1) + 1,
-        }
+#[query]
+fn chain(cx: &Cx<()>, key: u64) -> u64 {
+    match key {
+        0 => 0,
+        n => cx.chain(n - 1) + 1,
     }
 }
 
@@ -59,7 +51,7 @@ fn query_chain_of_depth_one_million() {
     for_configs(one_per_mode(), |mode, threads| {
         let engine = Engine::new(runtime(mode, threads), ());
         assert_eq!(
-            engine.get::<Chain>(DEPTH).unwrap(),
+            engine.get::<chain>(DEPTH).unwrap(),
             DEPTH,
             "[{mode}/{threads}]"
         );

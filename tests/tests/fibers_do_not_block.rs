@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{current_worker_index, join, Latch, Mode};
 use weft_tests::{configs, for_configs, runtime, Config};
 
@@ -55,22 +55,14 @@ impl Db {
 }
 
 /// The slow query: in progress until C raises `go`.
-struct Q;
-
-impl Query for Q {
-    type Db = Db;
-    type Key = ();
-    type Value = u32;
-    const NAME: &'static str = "q";
-
-    fn compute(cx: &Cx<'_, Db>, _: &()) -> u32 {
-        let db = cx.db();
-        db.log("Q starts");
-        db.q_started.set();
-        db.go.wait();
-        db.log("Q done");
-        42
-    }
+#[query]
+fn q(cx: &Cx<Db>) -> u32 {
+    let db = cx.db();
+    db.log("Q starts");
+    db.q_started.set();
+    db.go.wait();
+    db.log("Q done");
+    42
 }
 
 const EXPECTED_LOG: [&str; 5] = ["Q starts", "B asks Q", "C raises go", "Q done", "B got Q"];
@@ -104,7 +96,7 @@ fn scenario(mode: Mode, threads: usize) -> Outcome {
         join(
             || {
                 let before = current_worker_index();
-                let v = cx.get::<Q>(());
+                let v = cx.q();
                 (v, (before, current_worker_index()))
             },
             || {
@@ -114,7 +106,7 @@ fn scenario(mode: Mode, threads: usize) -> Outcome {
                         db.q_started.wait();
                         db.log("B asks Q");
                         db.b_asking.set();
-                        let v = cx.get::<Q>(());
+                        let v = cx.q();
                         db.log("B got Q");
                         v
                     },

@@ -8,7 +8,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use weft_queries::{Cx, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Engine, QueryError};
 use weft_runtime::{par_for_each, par_map, Mode};
 use weft_tests::{
     concurrent_items, for_each_config, inject_panic, panic_message, quiet_injected_panics, runtime,
@@ -19,7 +19,7 @@ const WAITERS: usize = 8;
 
 struct Db {
     boom_executions: AtomicUsize,
-    /// Requesters that reached their `get`; `Boom` panics once `target` have.
+    /// Requesters that reached their `get`; `boom` panics once `target` have.
     arrivals: Arrivals,
 }
 
@@ -31,83 +31,43 @@ fn db(target: usize) -> Db {
 }
 
 /// Panics after enough requesters are waiting on it.
-struct Boom;
-
-impl Query for Boom {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "boom";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.db().boom_executions.fetch_add(1, Ordering::SeqCst);
-        cx.db().arrivals.wait_all();
-        inject_panic(format_args!("boom {key}"))
-    }
+#[query]
+fn boom(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.db().boom_executions.fetch_add(1, Ordering::SeqCst);
+    cx.db().arrivals.wait_all();
+    inject_panic(format_args!("boom {key}"))
 }
 
-/// Asks for `Boom(1)` with `get`, so the error unwinds through it.
-struct Outer;
-
-impl Query for Outer {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "outer";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.get::<Boom>(1) + key
-    }
+/// Asks for `boom(1)` with `get`, so the error unwinds through it.
+#[query]
+fn outer(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.boom(1) + key
 }
 
-/// Asks for `Outer` with `get`: two levels above the panic.
-struct Top;
-
-impl Query for Top {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "top";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.get::<Outer>(*key) + 1
-    }
+/// Asks for `outer` with `get`: two levels above the panic.
+#[query]
+fn top(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.outer(key) + 1
 }
 
 /// A query that works, to show the engine is still usable.
-struct Fine;
-
-impl Query for Fine {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "fine";
-
-    fn compute(_: &Cx<'_, Db>, key: &u32) -> u32 {
-        key + 100
-    }
+#[query]
+fn fine(_cx: &Cx<Db>, key: u32) -> u32 {
+    key + 100
 }
 
 /// A query whose `par_for_each` has panicking items 2 and 5.
-struct Fan;
-
-impl Query for Fan {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "fan";
-
-    fn compute(_: &Cx<'_, Db>, _: &u32) -> u32 {
-        let ran = AtomicUsize::new(0);
-        let items: Vec<u32> = (0..8).collect();
-        par_for_each(&items, |i, _| {
-            ran.fetch_add(1, Ordering::SeqCst);
-            if i == 2 || i == 5 {
-                inject_panic(format_args!("item {i}"));
-            }
-        });
-        ran.into_inner() as u32
-    }
+#[query]
+fn fan(_cx: &Cx<Db>, _key: u32) -> u32 {
+    let ran = AtomicUsize::new(0);
+    let items: Vec<u32> = (0..8).collect();
+    par_for_each(&items, |i, _| {
+        ran.fetch_add(1, Ordering::SeqCst);
+        if i == 2 || i == 5 {
+            inject_panic(format_args!("item {i}"));
+        }
+    });
+    ran.into_inner() as u32
 }
 
 /// Checks `result` is the panic of `boom(1)`.
@@ -128,19 +88,19 @@ fn assert_boom_1<T: std::fmt::Debug>(result: &Result<T, QueryError>) {
 }
 
 /// ```text
-///  par_map item 0..8 (half ask Boom(1) directly with try_get,
-///                     half through Outer(i), which uses get)
+///  par_map item 0..8 (half ask boom(1) directly with try_get,
+///                     half through outer(i), which uses get)
 ///
-///  first to claim Boom(1)            the others
+///  first to claim boom(1)            the others
 ///  ──────────────────────            ──────────
-///  arrive(); compute Boom(1)         arrive(); get → in progress: wait
+///  arrive(); compute boom(1)         arrive(); get → in progress: wait
 ///    wait until `target` arrived
 ///    panic!("boom 1") → Poisoned ──▶ woken: Err(Panicked boom(1))
-///                                    Outer(i): get unwinds → Outer(i) is
+///                                    outer(i): get unwinds → outer(i) is
 ///                                    Err(Panicked boom(1)) too
-///  later: engine.get::<Boom>(1)  → Err(Panicked boom(1)), no re-execution
-///         engine.get::<Top>(9)   → Err(Panicked boom(1)) through two levels
-///         engine.get::<Fine>(2)  → Ok(102); a fresh engine on the runtime works
+///  later: engine.get::<boom>(1)  → Err(Panicked boom(1)), no re-execution
+///         engine.get::<top>(9)   → Err(Panicked boom(1)) through two levels
+///         engine.get::<fine>(2)  → Ok(102); a fresh engine on the runtime works
 /// ```
 #[test]
 fn panic_reaches_every_waiter_and_later_caller() {
@@ -154,9 +114,9 @@ fn panic_reaches_every_waiter_and_later_caller() {
             par_map(&items, |i, _| {
                 cx.db().arrivals.arrive();
                 if i % 2 == 0 {
-                    cx.try_get::<Boom>(1)
+                    cx.try_boom(1)
                 } else {
-                    cx.try_get::<Outer>(i as u32)
+                    cx.try_outer(i as u32)
                 }
             })
         });
@@ -166,18 +126,18 @@ fn panic_reaches_every_waiter_and_later_caller() {
         assert_eq!(engine.db().boom_executions.load(Ordering::SeqCst), 1);
 
         // Later callers, top level and inside queries.
-        assert_boom_1(&engine.get::<Boom>(1));
-        assert_boom_1(&engine.get::<Outer>(100));
-        assert_boom_1(&engine.get::<Top>(9));
-        assert_boom_1(&engine.run(|cx| cx.try_get::<Boom>(1)));
+        assert_boom_1(&engine.get::<boom>(1));
+        assert_boom_1(&engine.get::<outer>(100));
+        assert_boom_1(&engine.get::<top>(9));
+        assert_boom_1(&engine.run(|cx| cx.try_boom(1)));
         assert_eq!(engine.db().boom_executions.load(Ordering::SeqCst), 1);
 
         // Still usable: the same engine, the same runtime, a fresh engine.
-        assert_eq!(engine.get::<Fine>(2), Ok(102));
+        assert_eq!(engine.get::<fine>(2), Ok(102));
         let doubled = rt.block_on(|| par_map(&[1, 2, 3], |_, x| x * 2));
         assert_eq!(doubled, vec![2, 4, 6]);
         let fresh = Engine::new(rt, db(0));
-        assert_eq!(fresh.get::<Fine>(3), Ok(103));
+        assert_eq!(fresh.get::<fine>(3), Ok(103));
         if mode == Mode::Serial {
             assert_eq!(engine.runtime().num_threads(), 1);
         }
@@ -188,7 +148,7 @@ fn panic_reaches_every_waiter_and_later_caller() {
 /// panicking index is rethrown, and the query's error carries its message.
 ///
 /// ```text
-///  Fan(0): par_for_each 0..8   item 2 panics, item 5 panics, all 8 run
+///  fan(0): par_for_each 0..8   item 2 panics, item 5 panics, all 8 run
 ///          → rethrows "item 2" → Err(Panicked { fan, "0", "...item 2" })
 /// ```
 #[test]
@@ -196,7 +156,7 @@ fn panic_in_par_for_each_inside_a_query() {
     quiet_injected_panics();
     for_each_config(|mode, threads| {
         let engine = Engine::new(runtime(mode, threads), db(0));
-        match engine.get::<Fan>(0) {
+        match engine.get::<fan>(0) {
             Err(QueryError::Panicked {
                 query,
                 key,
@@ -209,10 +169,10 @@ fn panic_in_par_for_each_inside_a_query() {
         }
         // A second ask does not run the items again: the slot is poisoned.
         assert!(matches!(
-            engine.get::<Fan>(0),
+            engine.get::<fan>(0),
             Err(QueryError::Panicked { .. })
         ));
-        assert_eq!(engine.get::<Fine>(1), Ok(101));
+        assert_eq!(engine.get::<fine>(1), Ok(101));
     });
 }
 

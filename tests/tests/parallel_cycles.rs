@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use weft_queries::{Cx, Cycle, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Cycle, Engine, QueryError};
 use weft_runtime::{par_for_each, par_map, Mode, Runtime};
 use weft_tests::dag::{stress_configs, Graph, Matrix, Rng, Tally};
 use weft_tests::{
@@ -83,37 +83,29 @@ struct FlowerDb {
 
 /// `q(u)`: reads its dependencies (with `par_map` for `q(4)`) and names
 /// them in its value.
-struct Q;
-
-impl Query for Q {
-    type Db = FlowerDb;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "q";
-
-    fn compute(cx: &Cx<'_, FlowerDb>, u: &u32) -> String {
-        if let (Some(started), 4 | 12 | 13) = (&cx.db().started, u) {
-            started.arrive();
-            started.wait_all();
-        }
-        let (deps, par) = flower_deps(*u);
-        let read = |d: &u32| match cx.try_get::<Q>(*d) {
-            Ok(v) => v,
-            Err(e) => format!("<{e}>"),
-        };
-        let values: Vec<String> = if par {
-            par_map(deps, |_, d| read(d))
-        } else {
-            deps.iter().map(read).collect()
-        };
-        format!("q({u})[{}]", values.join(", "))
+#[query(recover = q_recover)]
+fn q(cx: &Cx<FlowerDb>, u: u32) -> String {
+    if let (Some(started), 4 | 12 | 13) = (&cx.db().started, u) {
+        started.arrive();
+        started.wait_all();
     }
+    let (deps, par) = flower_deps(u);
+    let read = |d: &u32| match cx.try_q(*d) {
+        Ok(v) => v,
+        Err(e) => format!("<{e}>"),
+    };
+    let values: Vec<String> = if par {
+        par_map(deps, |_, d| read(d))
+    } else {
+        deps.iter().map(read).collect()
+    };
+    format!("q({u})[{}]", values.join(", "))
+}
 
-    fn recover(cx: &Cx<'_, FlowerDb>, cycle: &Cycle, u: &u32) -> Option<String> {
-        cx.db()
-            .recover
-            .then(|| format!("q({u}) recovered from {cycle}"))
-    }
+fn q_recover(cx: &Cx<'_, FlowerDb>, cycle: &Cycle, u: &u32) -> Option<String> {
+    cx.db()
+        .recover
+        .then(|| format!("q({u}) recovered from {cycle}"))
 }
 
 /// Every node of the flower, entries first.
@@ -125,9 +117,9 @@ fn run_flower(rt: &Runtime, force: bool, recover: bool) -> Vec<(u32, Result<Stri
         recover,
     };
     let engine = Engine::new(rt.clone(), db);
-    let mut out = engine.run(|cx| par_map(&FLOWER_ENTRIES, |_, &u| (u, cx.try_get::<Q>(u))));
+    let mut out = engine.run(|cx| par_map(&FLOWER_ENTRIES, |_, &u| (u, cx.try_q(u))));
     for u in [5, 10, 11] {
-        out.push((u, engine.get::<Q>(u)));
+        out.push((u, engine.get::<q>(u)));
     }
     out
 }
@@ -181,63 +173,47 @@ struct NaDb {
 }
 
 /// `na`: `par_for_each` over `nb(0..4)`.
-struct Na;
+#[query(recover = na_recover)]
+fn na(cx: &Cx<NaDb>) -> String {
+    cx.db().executions.fetch_add(1, Ordering::SeqCst);
+    let items = [0u32, 1, 2, 3];
+    let seen: Vec<String> = items.iter().map(|_| String::new()).collect();
+    let seen = std::sync::Mutex::new(seen);
+    par_for_each(&items, |i, &k| {
+        let v = cx.nb(k);
+        seen.lock().unwrap()[i] = v;
+    });
+    format!("na[{}]", seen.into_inner().unwrap().join(", "))
+}
 
-impl Query for Na {
-    type Db = NaDb;
-    type Key = ();
-    type Value = String;
-    const NAME: &'static str = "na";
-
-    fn compute(cx: &Cx<'_, NaDb>, _: &()) -> String {
-        cx.db().executions.fetch_add(1, Ordering::SeqCst);
-        let items = [0u32, 1, 2, 3];
-        let seen: Vec<String> = items.iter().map(|_| String::new()).collect();
-        let seen = std::sync::Mutex::new(seen);
-        par_for_each(&items, |i, &k| {
-            let v = cx.get::<Nb>(k);
-            seen.lock().unwrap()[i] = v;
-        });
-        format!("na[{}]", seen.into_inner().unwrap().join(", "))
-    }
-
-    fn recover(cx: &Cx<'_, NaDb>, cycle: &Cycle, _: &()) -> Option<String> {
-        cx.db()
-            .recover
-            .then(|| format!("na recovered from {cycle}"))
-    }
+fn na_recover(cx: &Cx<'_, NaDb>, cycle: &Cycle, _: &()) -> Option<String> {
+    cx.db()
+        .recover
+        .then(|| format!("na recovered from {cycle}"))
 }
 
 /// `nb(i)`: reads `na`.
-struct Nb;
-
-impl Query for Nb {
-    type Db = NaDb;
-    type Key = u32;
-    type Value = String;
-    const NAME: &'static str = "nb";
-
-    fn compute(cx: &Cx<'_, NaDb>, i: &u32) -> String {
-        let db = cx.db();
-        db.executions.fetch_add(1, Ordering::SeqCst);
-        db.started.signal(*i as usize + 1);
-        if db.hold_back && *i == 0 {
-            db.started.wait_for(4);
-        }
-        format!("nb({i})[{}]", cx.get::<Na>(()))
+#[query(recover = nb_recover)]
+fn nb(cx: &Cx<NaDb>, i: u32) -> String {
+    let db = cx.db();
+    db.executions.fetch_add(1, Ordering::SeqCst);
+    db.started.signal(i as usize + 1);
+    if db.hold_back && i == 0 {
+        db.started.wait_for(4);
     }
+    format!("nb({i})[{}]", cx.na())
+}
 
-    fn recover(cx: &Cx<'_, NaDb>, cycle: &Cycle, i: &u32) -> Option<String> {
-        cx.db()
-            .recover
-            .then(|| format!("nb({i}) recovered from {cycle}"))
-    }
+fn nb_recover(cx: &Cx<'_, NaDb>, cycle: &Cycle, i: &u32) -> Option<String> {
+    cx.db()
+        .recover
+        .then(|| format!("nb({i}) recovered from {cycle}"))
 }
 
 /// How `na` is entered.
 #[derive(Clone, Copy, Debug)]
 enum NaEntry {
-    /// `engine.get::<Na>(())` alone.
+    /// `engine.get::<na>(())` alone.
     Alone,
     /// `na`, `nb(2)` and `nb(3)` at once (`par_map` at the top).
     WithChildren,
@@ -256,19 +232,19 @@ fn run_na(rt: &Runtime, entry: NaEntry, hold_back: bool, recover: bool) -> (NaRe
     };
     let engine = Engine::new(rt.clone(), db);
     let na = match entry {
-        NaEntry::Alone => engine.get::<Na>(()),
+        NaEntry::Alone => engine.get::<na>(()),
         NaEntry::WithChildren => {
             let r = engine.run(|cx| {
                 par_map(&[None, Some(2u32), Some(3)], |_, k| match k {
-                    None => cx.try_get::<Na>(()),
-                    Some(i) => cx.try_get::<Nb>(*i),
+                    None => cx.try_na(),
+                    Some(i) => cx.try_nb(*i),
                 })
             });
             r[0].clone()
         }
     };
     let mut results = vec![na];
-    results.extend((0..4).map(|i| engine.get::<Nb>(i)));
+    results.extend((0..4).map(|i| engine.get::<nb>(i)));
     (results, engine.db().executions.load(Ordering::SeqCst))
 }
 
@@ -348,25 +324,17 @@ struct SharedDb {
 }
 
 /// `slow(k)`: `k * 3`, after the callers arrived; `slow(7)` reads itself.
-struct Slow;
-
-impl Query for Slow {
-    type Db = SharedDb;
-    type Key = u64;
-    type Value = u64;
-    const NAME: &'static str = "slow";
-
-    fn compute(cx: &Cx<'_, SharedDb>, k: &u64) -> u64 {
-        let db = cx.db();
-        let until = Instant::now() + std::time::Duration::from_secs(2);
-        while db.arrived.load(Ordering::SeqCst) < db.callers && Instant::now() < until {
-            std::thread::yield_now();
-        }
-        if *k == 7 {
-            return cx.get::<Slow>(7);
-        }
-        k * 3
+#[query]
+fn slow(cx: &Cx<SharedDb>, k: u64) -> u64 {
+    let db = cx.db();
+    let until = Instant::now() + std::time::Duration::from_secs(2);
+    while db.arrived.load(Ordering::SeqCst) < db.callers && Instant::now() < until {
+        std::thread::yield_now();
     }
+    if k == 7 {
+        return cx.slow(7);
+    }
+    k * 3
 }
 
 /// ```text
@@ -392,7 +360,7 @@ fn serial_engine_shared_by_sixteen_threads() {
                 std::thread::spawn(move || {
                     let k = if t % 5 == 4 { 7 } else { t as u64 % 4 };
                     engine.db().arrived.fetch_add(1, Ordering::SeqCst);
-                    (k, engine.get::<Slow>(k))
+                    (k, engine.get::<slow>(k))
                 })
             })
             .collect();

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{current_worker_index, join, Mode};
 use weft_tests::{configs, for_configs, runtime, Config};
 
@@ -33,30 +33,22 @@ struct Db {
 }
 
 /// Waits until every provider has arrived; each provider is a distinct key.
-struct Meet;
-
-impl Query for Meet {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "meet";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        let db = cx.db();
-        db.workers.lock().push((*key, current_worker_index()));
-        db.arrived.fetch_add(1, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(MEET_SECS);
-        while db.arrived.load(Ordering::SeqCst) < db.expected {
-            assert!(
-                Instant::now() < deadline,
-                "meet({key}): only {} of {} providers were running at once",
-                db.arrived.load(Ordering::SeqCst),
-                db.expected
-            );
-            std::thread::yield_now();
-        }
-        key * 10
+#[query]
+fn meet(cx: &Cx<Db>, key: u32) -> u32 {
+    let db = cx.db();
+    db.workers.lock().push((key, current_worker_index()));
+    db.arrived.fetch_add(1, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(MEET_SECS);
+    while db.arrived.load(Ordering::SeqCst) < db.expected {
+        assert!(
+            Instant::now() < deadline,
+            "meet({key}): only {} of {} providers were running at once",
+            db.arrived.load(Ordering::SeqCst),
+            db.expected
+        );
+        std::thread::yield_now();
     }
+    key * 10
 }
 
 fn parallel_configs() -> Vec<Config> {
@@ -91,7 +83,7 @@ fn assert_distinct_workers(db: &Db, n: usize, threads: usize) {
 /// ```text
 ///  worker X                          worker Y
 ///  ────────                          ────────
-///  join: get(Meet(0))                (steals) get(Meet(1))
+///  join: get(meet(0))                (steals) get(meet(1))
 ///    compute: arrived = 1              compute: arrived = 2
 ///    spin until arrived == 2 ◀──────▶  spin until arrived == 2
 ///    → 0                               → 10
@@ -100,7 +92,7 @@ fn assert_distinct_workers(db: &Db, n: usize, threads: usize) {
 fn two_distinct_keys_run_at_the_same_time() {
     for_configs(parallel_configs(), |mode, threads| {
         let engine = engine(mode, threads, 2);
-        let (a, b) = engine.run(|cx| join(|| cx.try_get::<Meet>(0), || cx.try_get::<Meet>(1)));
+        let (a, b) = engine.run(|cx| join(|| cx.try_meet(0), || cx.try_meet(1)));
         assert_eq!(a, Ok(0));
         assert_eq!(b, Ok(10));
         assert_distinct_workers(engine.db(), 2, threads);
@@ -125,8 +117,8 @@ fn four_distinct_keys_run_at_the_same_time() {
         let engine = engine(mode, threads, 4);
         let ((a, b), (c, d)) = engine.run(|cx| {
             join(
-                || join(|| cx.try_get::<Meet>(0), || cx.try_get::<Meet>(1)),
-                || join(|| cx.try_get::<Meet>(2), || cx.try_get::<Meet>(3)),
+                || join(|| cx.try_meet(0), || cx.try_meet(1)),
+                || join(|| cx.try_meet(2), || cx.try_meet(3)),
             )
         });
         assert_eq!([a, b, c, d], [Ok(0), Ok(10), Ok(20), Ok(30)]);

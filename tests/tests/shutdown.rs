@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use weft_queries::{Cx, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Engine, QueryError};
 use weft_runtime::{
     current_worker_index, par_for_each, par_map, scope, Jobserver, Latch, Mode, Runtime,
 };
@@ -273,44 +273,22 @@ struct Db {
 }
 
 /// Panics once enough requesters asked for it.
-struct Boom;
-
-impl Query for Boom {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "boom";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.db().boom_requests.wait_all();
-        inject_panic(format_args!("boom {key}"))
-    }
+#[query]
+fn boom(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.db().boom_requests.wait_all();
+    inject_panic(format_args!("boom {key}"))
 }
 
 /// `ping(k)` asks for `pong(k)`, which asks for `ping(k)`.
-struct Ping;
-struct Pong;
-
-impl Query for Ping {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "ping";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.get::<Pong>(*key) + 1
-    }
+#[query]
+fn ping(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.pong(key) + 1
 }
 
-impl Query for Pong {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "pong";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.get::<Ping>(*key) + 1
-    }
+/// `pong(k)` asks for `ping(k)`.
+#[query]
+fn pong(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.ping(key) + 1
 }
 
 /// ```text
@@ -332,7 +310,7 @@ fn drop_after_a_query_panicked() {
             let results = engine.run(|cx| {
                 par_map(&vec![(); requesters], |_, ()| {
                     cx.db().boom_requests.arrive();
-                    cx.try_get::<Boom>(1)
+                    cx.try_boom(1)
                 })
             });
             for r in &results {
@@ -366,9 +344,9 @@ fn drop_after_a_cycle() {
             let results = engine.run(|cx| {
                 par_map(&[0, 1], |i, _| {
                     if i == 0 {
-                        cx.try_get::<Ping>(1)
+                        cx.try_ping(1)
                     } else {
-                        cx.try_get::<Pong>(1)
+                        cx.try_pong(1)
                     }
                 })
             });

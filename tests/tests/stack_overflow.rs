@@ -6,7 +6,7 @@
 //! ```text
 //!  test (parent)                      child (this binary, re-executed)
 //!  ─────────────                      ────────────────────────────────
-//!  spawn child WEFT_OVERFLOW_MODE=m   Engine in mode m, get::<Runaway>(0)
+//!  spawn child WEFT_OVERFLOW_MODE=m   Engine in mode m, get::<runaway>(0)
 //!                                       runaway: recurse_forever() ... SIGSEGV
 //!                                       fibers:  our handler: message, _exit(134)
 //!                                       threads: our note, then std's abort
@@ -20,23 +20,15 @@ use std::process::Output;
 
 use common::recurse_forever;
 
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::Mode;
 use weft_tests::runtime;
 
 const CHILD_ENV: &str = "WEFT_OVERFLOW_MODE";
 
-struct Runaway;
-
-impl Query for Runaway {
-    type Db = ();
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "runaway";
-
-    fn compute(_cx: &Cx<'_, ()>, _key: &u32) -> u64 {
-        recurse_forever(0)
-    }
+#[query]
+fn runaway(_cx: &Cx<()>, _key: u32) -> u64 {
+    recurse_forever(0)
 }
 
 /// The child side; does nothing unless started by a test below.
@@ -47,7 +39,7 @@ fn child_entry() {
     };
     let mode: Mode = mode.parse().unwrap();
     let engine = Engine::new(runtime(mode, 2), ());
-    let _ = engine.get::<Runaway>(0);
+    let _ = engine.get::<runaway>(0);
     unreachable!("the provider should have overflowed its stack");
 }
 

@@ -17,7 +17,7 @@
 //!        items 1..=16: arrive, wait on `wake` ── parked on W0 ─┐
 //!        item 0: wait until all 16 parked; guard; panic!       │
 //!          Guard::drop (panicking): set `wake` ───────────────▶│ (into W0's mailbox)
-//!          cx.get::<Slow>(0) ══ W0's thread blocks ══▶ 7       │
+//!          cx.get::<slow>(0) ══ W0's thread blocks ══▶ 7       │
 //!        unwinding ends in par_for_each's catch_unwind          ▼
 //!        siblings resume on W0: record panicking(), guard done? (must be false, true)
 //!  top: unwinder(0) = Err(Panicked { "unwinder", "0", "injected panic: ..." })
@@ -40,8 +40,8 @@
 //! ```text
 //!  W1: leaf(0) ── spins until the guard waits ──▶ done: wakes parked(0) on W0
 //!  W0: top ─▶ par_map [parked(0), unwinder2(0)]
-//!        item 0: parked(0) ─▶ cx.get::<Leaf>(0): in progress on W1 ─▶ fiber parks on W0
-//!        item 1: unwinder2(0) panics; Guard::drop: cx.get::<Parked>(0)
+//!        item 0: parked(0) ─▶ cx.get::<leaf>(0): in progress on W1 ─▶ fiber parks on W0
+//!        item 1: unwinder2(0) panics; Guard::drop: cx.get::<parked>(0)
 //!                ══ blocks W0's thread (unwinding) until parked(0) is done,
 //!                   but parked(0) can only resume on W0: deadlock
 //! ```
@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use weft_queries::{Cx, Engine, Query, QueryError};
+use weft_queries::{query, Cx, Engine, QueryError};
 use weft_runtime::{current_worker_index, par_for_each, par_map, Latch, Mode, Runtime};
 use weft_tests::{
     configs, for_configs, inject_panic, quiet_injected_panics, runtime, with_timeout, Arrivals,
@@ -109,32 +109,24 @@ struct Db {
 
 /// Spins (without suspending) until the guard has announced its wait and
 /// then [`GRACE`] has passed or a sibling resumed; returns 7.
-struct Slow;
-
-impl Query for Slow {
-    type Db = Db;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "slow";
-
-    fn compute(cx: &Cx<'_, Db>, _key: &u32) -> u64 {
-        let db = cx.db();
-        db.slow_executions.fetch_add(1, Ordering::SeqCst);
-        *db.slow_worker.lock().unwrap() = current_worker_index();
-        db.slow_started.set();
-        let started = Instant::now();
-        while started.elapsed() < CAP {
-            if db.guard_waiting.probe() {
-                let since = db.guard_waiting_since.lock().unwrap().expect("set first");
-                if since.elapsed() >= GRACE || db.resumed_early.load(Ordering::SeqCst) > 0 {
-                    break;
-                }
+#[query]
+fn slow(cx: &Cx<Db>, _key: u32) -> u64 {
+    let db = cx.db();
+    db.slow_executions.fetch_add(1, Ordering::SeqCst);
+    *db.slow_worker.lock().unwrap() = current_worker_index();
+    db.slow_started.set();
+    let started = Instant::now();
+    while started.elapsed() < CAP {
+        if db.guard_waiting.probe() {
+            let since = db.guard_waiting_since.lock().unwrap().expect("set first");
+            if since.elapsed() >= GRACE || db.resumed_early.load(Ordering::SeqCst) > 0 {
+                break;
             }
-            thread::sleep(Duration::from_micros(200));
         }
-        db.slow_done.store(true, Ordering::SeqCst);
-        7
+        thread::sleep(Duration::from_micros(200));
     }
+    db.slow_done.store(true, Ordering::SeqCst);
+    7
 }
 
 /// A provider-local value whose `Drop` asks for `slow(0)`.
@@ -151,7 +143,7 @@ impl Drop for Guard<'_> {
         *db.guard_waiting_since.lock().unwrap() = Some(Instant::now());
         db.guard_waiting.set();
         db.wake.set();
-        let v = self.cx.get::<Slow>(0);
+        let v = self.cx.slow(0);
         *db.guard_got.lock().unwrap() = Some(v);
         db.guard_done.store(true, Ordering::SeqCst);
     }
@@ -159,45 +151,37 @@ impl Drop for Guard<'_> {
 
 /// Item 0 panics with a [`Guard`] alive, once every sibling is parked;
 /// items `1..=siblings` park on `wake` and record what they see on resume.
-struct Unwinder;
-
-impl Query for Unwinder {
-    type Db = Db;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "unwinder";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u64 {
-        let db = cx.db();
-        let items: Vec<usize> = (0..=db.siblings).collect();
-        par_for_each(&items, |_, &i| {
-            if i == 0 {
-                if let Some(parked) = &db.parked {
-                    parked.wait_all();
-                }
-                *db.unwinder_worker.lock().unwrap() = current_worker_index();
-                let _guard = Guard { cx: *cx };
-                inject_panic(format_args!("unwinder {key}"));
-            }
-            let parked_on = current_worker_index();
+#[query]
+fn unwinder(cx: &Cx<Db>, key: u32) -> u64 {
+    let db = cx.db();
+    let items: Vec<usize> = (0..=db.siblings).collect();
+    par_for_each(&items, |_, &i| {
+        if i == 0 {
             if let Some(parked) = &db.parked {
-                parked.arrive();
+                parked.wait_all();
             }
-            db.wake.wait();
-            let guard_done = db.guard_done.load(Ordering::SeqCst);
-            let panicking = thread::panicking();
-            if !guard_done || panicking {
-                db.resumed_early.fetch_add(1, Ordering::SeqCst);
-            }
-            db.resumed.lock().unwrap().push(Sibling {
-                parked_on,
-                resumed_on: current_worker_index(),
-                panicking,
-                guard_done,
-            });
+            *db.unwinder_worker.lock().unwrap() = current_worker_index();
+            let _guard = Guard { cx: *cx };
+            inject_panic(format_args!("unwinder {key}"));
+        }
+        let parked_on = current_worker_index();
+        if let Some(parked) = &db.parked {
+            parked.arrive();
+        }
+        db.wake.wait();
+        let guard_done = db.guard_done.load(Ordering::SeqCst);
+        let panicking = thread::panicking();
+        if !guard_done || panicking {
+            db.resumed_early.fetch_add(1, Ordering::SeqCst);
+        }
+        db.resumed.lock().unwrap().push(Sibling {
+            parked_on,
+            resumed_on: current_worker_index(),
+            panicking,
+            guard_done,
         });
-        0
-    }
+    });
+    0
 }
 
 /// Occupies one worker (without suspending) until `end` is set.
@@ -235,7 +219,7 @@ fn drop_waits_during_a_panic(mode: Mode, threads: usize) {
         // slow(0) first, on a worker of its own ...
         let e = engine.clone();
         helpers.push(thread::spawn(move || {
-            assert_eq!(e.get::<Slow>(0), Ok(7));
+            assert_eq!(e.get::<slow>(0), Ok(7));
         }));
         engine.db().slow_started.wait();
         // ... then every other worker but one busy, so the top task (and
@@ -246,7 +230,7 @@ fn drop_waits_during_a_panic(mode: Mode, threads: usize) {
         }
         spinning.wait_all();
     }
-    let result = engine.get::<Unwinder>(0);
+    let result = engine.get::<unwinder>(0);
     end.store(true, Ordering::SeqCst);
     for h in helpers {
         h.join().expect("helper thread");
@@ -332,36 +316,20 @@ struct HangDb {
 }
 
 /// Spins on its own worker until the guard announces its wait.
-struct Leaf;
-
-impl Query for Leaf {
-    type Db = HangDb;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "leaf";
-
-    fn compute(cx: &Cx<'_, HangDb>, _key: &u32) -> u64 {
-        cx.db().leaf_started.set();
-        let started = Instant::now();
-        while !cx.db().guard_waiting.probe() && started.elapsed() < CAP {
-            thread::sleep(Duration::from_micros(200));
-        }
-        1
+#[query]
+fn leaf(cx: &Cx<HangDb>, _key: u32) -> u64 {
+    cx.db().leaf_started.set();
+    let started = Instant::now();
+    while !cx.db().guard_waiting.probe() && started.elapsed() < CAP {
+        thread::sleep(Duration::from_micros(200));
     }
+    1
 }
 
 /// Waits on `leaf(0)`, in progress on another worker: its fiber parks.
-struct Parked;
-
-impl Query for Parked {
-    type Db = HangDb;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "parked";
-
-    fn compute(cx: &Cx<'_, HangDb>, key: &u32) -> u64 {
-        cx.get::<Leaf>(*key) + 1
-    }
+#[query]
+fn parked(cx: &Cx<HangDb>, key: u32) -> u64 {
+    cx.leaf(key) + 1
 }
 
 struct ParkedGuard<'a>(Cx<'a, HangDb>);
@@ -369,23 +337,15 @@ struct ParkedGuard<'a>(Cx<'a, HangDb>);
 impl Drop for ParkedGuard<'_> {
     fn drop(&mut self) {
         self.0.db().guard_waiting.set();
-        let _ = self.0.get::<Parked>(0);
+        let _ = self.0.parked(0);
     }
 }
 
 /// Panics with a guard that asks for `parked(0)`.
-struct Unwinder2;
-
-impl Query for Unwinder2 {
-    type Db = HangDb;
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "unwinder2";
-
-    fn compute(cx: &Cx<'_, HangDb>, key: &u32) -> u64 {
-        let _guard = ParkedGuard(*cx);
-        inject_panic(format_args!("unwinder2 {key}"))
-    }
+#[query]
+fn unwinder2(cx: &Cx<HangDb>, key: u32) -> u64 {
+    let _guard = ParkedGuard(*cx);
+    inject_panic(format_args!("unwinder2 {key}"))
 }
 
 /// Known hang (see the module doc): run with `--ignored` to reproduce.
@@ -400,14 +360,14 @@ fn unwinding_wait_on_a_fiber_parked_on_the_same_worker() {
         let rt = runtime(Mode::Fibers, 2);
         let engine = Engine::new(rt, HangDb::default());
         let e = engine.clone();
-        let leaf = thread::spawn(move || e.get::<Leaf>(0));
+        let leaf = thread::spawn(move || e.get::<leaf>(0));
         engine.db().leaf_started.wait();
         let results = engine.run(|cx| {
             par_map(&[0, 1], |_, &i| {
                 if i == 0 {
-                    cx.try_get::<Parked>(0)
+                    cx.try_parked(0)
                 } else {
-                    cx.try_get::<Unwinder2>(0)
+                    cx.try_unwinder2(0)
                 }
             })
         });
@@ -434,37 +394,21 @@ struct CycleGuard<'a>(Cx<'a, ()>);
 
 impl Drop for CycleGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.0.try_get::<Outer>(0);
+        let _ = self.0.try_outer(0);
     }
 }
 
 /// Asks for `inner(0)`.
-struct Outer;
-
-impl Query for Outer {
-    type Db = ();
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "outer";
-
-    fn compute(cx: &Cx<'_, ()>, key: &u32) -> u64 {
-        cx.get::<Inner>(*key)
-    }
+#[query]
+fn outer(cx: &Cx<()>, key: u32) -> u64 {
+    cx.inner(key)
 }
 
 /// Panics with a [`CycleGuard`] alive.
-struct Inner;
-
-impl Query for Inner {
-    type Db = ();
-    type Key = u32;
-    type Value = u64;
-    const NAME: &'static str = "inner";
-
-    fn compute(cx: &Cx<'_, ()>, key: &u32) -> u64 {
-        let _guard = CycleGuard(*cx);
-        inject_panic(format_args!("inner {key}"))
-    }
+#[query]
+fn inner(cx: &Cx<()>, key: u32) -> u64 {
+    let _guard = CycleGuard(*cx);
+    inject_panic(format_args!("inner {key}"))
 }
 
 /// Regression (issue 5 report), in every mode: `try_get` lets a cycle's
@@ -477,7 +421,7 @@ impl Query for Inner {
 ///
 /// ```text
 ///  outer(0) ─▶ inner(0) ─▶ panic! ─▶ CycleGuard::drop (unwinding)
-///                                      └─ try_get::<Outer>(0): same-stack cycle
+///                                      └─ try_get::<outer>(0): same-stack cycle
 ///                                         └─ returns Err(Cycle) (no second unwind)
 /// ```
 #[test]
@@ -486,7 +430,7 @@ fn cycle_read_from_a_drop_during_unwinding() {
         quiet_injected_panics();
         for config in configs() {
             let engine = Engine::new(config.runtime(), ());
-            let result = engine.get::<Outer>(0);
+            let result = engine.get::<outer>(0);
             assert!(result.is_err(), "[{config}] outer(0) = {result:?}");
             assert_eq!(engine.runtime().block_on(|| 40 + 2), 42);
         }

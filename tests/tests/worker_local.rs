@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use weft_queries::{Cx, Engine, Query};
+use weft_queries::{query, Cx, Engine};
 use weft_runtime::{current_worker_index, par_for_each, Latch, Mode, WorkerLocal};
 use weft_tests::{configs, for_configs, for_each_config, runtime, Config};
 
@@ -60,25 +60,17 @@ struct Db {
 }
 
 /// A query that counts itself in its worker's slot.
-struct Leaf;
-
-impl Query for Leaf {
-    type Db = Db;
-    type Key = u32;
-    type Value = u32;
-    const NAME: &'static str = "leaf";
-
-    fn compute(cx: &Cx<'_, Db>, key: &u32) -> u32 {
-        cx.db().per_worker.get().fetch_add(1, Ordering::Relaxed);
-        key + 1
-    }
+#[query]
+fn leaf(cx: &Cx<Db>, key: u32) -> u32 {
+    cx.db().per_worker.get().fetch_add(1, Ordering::Relaxed);
+    key + 1
 }
 
 /// Queries in a `Db` use a `WorkerLocal`: the per-worker counts add up to
 /// the executions.
 ///
 /// ```text
-///  par_for_each 0..500 → get(Leaf(i % 200)) → per_worker[worker] += 1
+///  par_for_each 0..500 → get(leaf(i % 200)) → per_worker[worker] += 1
 ///  end: Σ per_worker = 200 (each key executed once)
 /// ```
 #[test]
@@ -90,11 +82,7 @@ fn worker_local_in_a_db() {
         };
         let engine = Engine::new(rt, db);
         let keys: Vec<u32> = (0..500).collect();
-        engine.run(|cx| {
-            par_for_each(&keys, |_, &k| {
-                assert_eq!(cx.get::<Leaf>(k % 200), k % 200 + 1)
-            })
-        });
+        engine.run(|cx| par_for_each(&keys, |_, &k| assert_eq!(cx.leaf(k % 200), k % 200 + 1)));
         let counts: Vec<usize> = engine
             .db()
             .per_worker
