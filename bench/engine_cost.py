@@ -60,9 +60,10 @@ def main():
         for j in ([1] if mode == "serial" else [1, 2]):
             show(f"miss/{mode}-j{j}", mean("layered", "miss", f"{mode}-j{j}"), 300)
         show(f"hit/{mode}", mean("layered", "hit", mode), 25)
-    for peer in ["oncelock-j1", "oncelock-j2"]:
+    for peer in ["oncelock-j1", "oncelock-j2", "salsa-j1"]:
         show(f"miss/{peer}", mean("layered", "miss", peer))
     show("hit/oncelock", mean("layered", "hit", "oncelock"))
+    show("hit/salsa", mean("layered", "hit", "salsa"))
     f2 = mean("layered", "miss", "fibers-j2")
     t2 = mean("layered", "miss", "threads-j2")
     if f2 and t2:
@@ -72,6 +73,12 @@ def main():
     o1 = mean("layered", "miss", "oncelock-j1")
     if s1 and o1:
         print(f"  serial-j1 / oncelock-j1 (miss): {s1[0] / o1[0]:.1f}x")
+    sa = mean("layered", "miss", "salsa-j1")
+    if s1 and sa:
+        print(f"  serial-j1 / salsa-j1 (miss): {s1[0] / sa[0]:.2f}x")
+    hs, ha = mean("layered", "hit", "serial"), mean("layered", "hit", "salsa")
+    if hs and ha:
+        print(f"  hit serial / hit salsa: {hs[0] / ha[0]:.2f}x")
 
 
 if __name__ == "__main__":

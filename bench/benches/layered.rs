@@ -11,7 +11,12 @@
 //! - `hit/<mode>`: every node read once more, all memoized (the table no
 //!   longer fits in L2: this is a hit with cache misses, unlike `query/hit`);
 //! - `…/oncelock-j<N>`: the peer (`Vec<OnceLock<u64>>` and recursion; at
-//!   `-j2` on a 2-thread rayon pool).
+//!   `-j2` on a 2-thread rayon pool);
+//! - `…/salsa`: salsa 0.28 on one thread, one `#[salsa::input]` per node
+//!   (its id and dependencies, read through tracked fields) and a
+//!   `#[salsa::tracked]` function per node: what a salsa user writes for
+//!   this graph. Its reads of the input fields are recorded dependencies,
+//!   which Weft's reads of the `Db` are not (Weft keeps no edges yet).
 //!
 //! Before the runs it prints the engine's memory per memo (`Engine::memory`).
 
@@ -49,6 +54,39 @@ fn weft_miss(graph: &Arc<Layered>, top: &[u32], mode: Mode, threads: usize) -> D
         }
     });
     t.elapsed()
+}
+
+/// The salsa peer: one input per node, its dependencies as input ids.
+#[salsa::input]
+struct SalsaNode {
+    #[returns(copy)]
+    id: u32,
+    #[returns(copy)]
+    deps: [Option<SalsaNode>; 3],
+}
+
+/// The node's value, as `Layered`'s (the same fold).
+#[salsa::tracked(returns(copy))]
+fn salsa_value(db: &dyn salsa::Database, node: SalsaNode) -> u64 {
+    let id = node.id(db);
+    node.deps(db)
+        .iter()
+        .flatten()
+        .fold(u64::from(id), |acc, &d| {
+            acc.rotate_left(5) ^ salsa_value(db, d)
+        })
+}
+
+/// A fresh salsa database with `graph`'s nodes as inputs (in id order,
+/// so every dependency exists before its reader).
+fn salsa_db(graph: &Layered) -> (salsa::DatabaseImpl, Vec<SalsaNode>) {
+    let db = salsa::DatabaseImpl::default();
+    let mut nodes: Vec<SalsaNode> = Vec::with_capacity(NODES);
+    for (i, deps) in graph.deps.iter().enumerate() {
+        let deps = deps.map(|d| (d != u32::MAX).then(|| nodes[d as usize]));
+        nodes.push(SalsaNode::new(&db, i as u32, deps));
+    }
+    (db, nodes)
 }
 
 /// Criterion divides what `iter_custom` returns by `iters`; dividing it by
@@ -150,6 +188,35 @@ fn layered(c: &mut Criterion) {
                 })
                 .sum();
             per_node(total, iters)
+        });
+    });
+    g.bench_function(BenchmarkId::new("miss", "salsa-j1"), |b| {
+        b.iter_custom(|iters| {
+            let total: Duration = (0..iters)
+                .map(|_| {
+                    let (db, nodes) = salsa_db(&graph);
+                    let t = Instant::now();
+                    for &i in &top {
+                        black_box(salsa_value(&db, nodes[i as usize]));
+                    }
+                    t.elapsed()
+                })
+                .sum();
+            per_node(total, iters)
+        });
+    });
+    g.bench_function(BenchmarkId::new("hit", "salsa"), |b| {
+        let (db, nodes) = salsa_db(&graph);
+        top.iter()
+            .for_each(|&i| _ = salsa_value(&db, nodes[i as usize]));
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                for &n in &nodes {
+                    black_box(salsa_value(&db, n));
+                }
+            }
+            per_node(t.elapsed(), iters)
         });
     });
     g.bench_function(BenchmarkId::new("hit", "oncelock"), |b| {
