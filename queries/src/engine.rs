@@ -34,7 +34,7 @@ use weft_runtime::{Mode, Runtime};
 
 use crate::cycle::{self, CycleUnwind};
 use crate::job::{self, Job};
-use crate::memo::{Claim, ClaimGuard, Entry, Memo, MemoTable, Place};
+use crate::memo::{Claim, ClaimGuard, Diagnostics, Entry, Memo, MemoTable, Place};
 use crate::profile::{Profile, Recorder, WaitToken};
 use crate::storage::{QueryMemory, Storage};
 use crate::wait_graph::{self, Published};
@@ -379,7 +379,7 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
             .filter(|unwind| !unwind.is_entry(job.id))
             .min_by(|a, b| a.cycle.cmp(&b.cycle))
             .map(|unwind| Box::new(CycleUnwindPayload(unwind.clone())) as Payload);
-        let diagnostics = std::mem::take(&mut *job.diagnostics.lock()).into_boxed_slice();
+        let diagnostics = Diagnostics::from_vec(std::mem::take(&mut *job.diagnostics.lock()));
         let memo = Memo {
             result: result.clone().map_err(Box::new),
             diagnostics,

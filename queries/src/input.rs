@@ -98,7 +98,7 @@ impl<D: Send + Sync + 'static> Engine<D> {
         let memo = Memo {
             result: Ok(value),
             job: 0,
-            diagnostics: Box::new([]),
+            diagnostics: crate::memo::Diagnostics::NONE,
         };
         table
             .insert_done(at, key, memo)

@@ -82,8 +82,29 @@ pub(crate) struct Memo<V> {
     pub(crate) result: Result<V, Box<QueryError>>,
     /// The job that computed it (for profiles: dependency edges by id).
     pub(crate) job: u64,
-    /// Diagnostics its execution emitted (empty: no allocation).
-    pub(crate) diagnostics: Box<[Diagnostic]>,
+    /// Diagnostics its execution emitted.
+    pub(crate) diagnostics: Diagnostics,
+}
+
+/// A memo's diagnostics in one word: most executions emit none, so an
+/// empty list is a null pointer and costs no allocation (a `Box<[_]>`
+/// would take two words in every memo).
+#[derive(Default)]
+pub(crate) struct Diagnostics(Option<Box<Vec<Diagnostic>>>);
+
+impl Diagnostics {
+    /// No diagnostics.
+    pub(crate) const NONE: Diagnostics = Diagnostics(None);
+
+    /// `list`, without an allocation when it is empty.
+    pub(crate) fn from_vec(list: Vec<Diagnostic>) -> Diagnostics {
+        Diagnostics((!list.is_empty()).then(|| Box::new(list)))
+    }
+
+    /// The diagnostics, in emission order.
+    pub(crate) fn as_slice(&self) -> &[Diagnostic] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
 }
 
 impl<V: Clone> Memo<V> {
@@ -448,7 +469,7 @@ impl<K: Debug, V> Drop for ClaimGuard<'_, K, V> {
                 message: "weft: internal error: the job ended without publishing a result".into(),
             })),
             job: self.job.id,
-            diagnostics: Box::new([]),
+            diagnostics: Diagnostics::NONE,
         };
         self.finish(memo);
         // SAFETY: the guard was not published (`publish` sets `published`

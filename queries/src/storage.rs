@@ -99,10 +99,11 @@ impl<Q: Stored> ErasedTable for Table<Q> {
 
     fn collect_diagnostics(&self, out: &mut Vec<(&'static str, String, Diagnostic)>) {
         self.0.for_each_done(|k, memo| {
-            if !memo.diagnostics.is_empty() {
+            if !memo.diagnostics.as_slice().is_empty() {
                 let key = format!("{k:?}");
                 out.extend(
                     memo.diagnostics
+                        .as_slice()
                         .iter()
                         .map(|d| (Q::NAME, key.clone(), d.clone())),
                 );
