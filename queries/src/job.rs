@@ -57,14 +57,14 @@ fn fresh_job_id() -> u64 {
     })
 }
 
-/// A job's key, for reports, without an allocation: a copy of a small key
-/// held inline, or a share of the memo entry that holds a larger one.
+/// A job's key, for reports: a copy of a small key held inline (no
+/// allocation), or a shared clone of a larger one.
 pub(crate) enum JobKey {
     /// A pooled record's: no key.
     None,
     /// A clone of a key that fits 16 bytes and has no drop glue.
     Inline(InlineKey),
-    /// The memo entry holding the key (its `Debug` is the key's).
+    /// A clone of a key too large to hold inline.
     Shared(Arc<dyn Debug + Send + Sync>),
 }
 

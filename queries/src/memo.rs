@@ -10,8 +10,9 @@
 //!   inline at position `i` of a bucketed array whose buckets never move.
 //!   A read indexes: no hash, no probe, no pointer chase; a scan in id
 //!   order reads memory in order. A miss allocates nothing.
-//! - **hashed** (`hashed.rs`): every other key lives in its own `Arc`'d
-//!   entry, found through a sharded open-addressing index of pointers.
+//! - **hashed** (`hashed.rs`): every other key lives in an entry of its
+//!   shard's slab, found through a sharded open-addressing index of
+//!   pointers. A miss allocates nothing either (but a chunk now and then).
 //!
 //! An entry holds its state byte, the key, the memo (written once, in
 //! place) and, while it runs, its owner job. Entries are never removed or
@@ -324,7 +325,7 @@ where
     #[inline]
     pub(crate) fn place(key: &K, dense_index: Option<usize>) -> Place {
         match dense_index {
-            Some(i) if i <= dense::MAX_INDEX && InlineKey::fits::<K>() => Place::Dense(i),
+            Some(i) if i <= dense::MAX_INDEX => Place::Dense(i),
             _ => Place::Hashed(hashed::hash(key)),
         }
     }
@@ -398,8 +399,8 @@ where
     }
 }
 
-/// The job key of an entry being claimed: a copy of a small key, else a
-/// share of the entry (`shared`, called only then).
+/// The job key of an entry being claimed: a copy of a small key, else
+/// `shared()`, an `Arc` of a clone (the one allocation of such a miss).
 fn job_key<K: Clone + Debug + Send + Sync>(
     key: &K,
     shared: impl FnOnce() -> Arc<dyn Debug + Send + Sync>,

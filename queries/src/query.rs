@@ -35,9 +35,8 @@ pub trait Query: 'static {
     /// miss allocates nothing. `None` (the default) hashes the key.
     ///
     /// Indices should be dense: index `i` makes the table hold about `i`
-    /// entries (of about 80 bytes plus the value). Indices above
-    /// 16,776,191, and keys over 16 bytes or with drop glue (a `String`),
-    /// are hashed whatever this returns. Results are the same
+    /// entries (of about 70 bytes plus the key and value). Indices above
+    /// 16,776,191 are hashed whatever this returns. Results are the same
     /// either way; only cost differs.
     #[inline]
     fn dense_index(key: &Self::Key) -> Option<usize> {

@@ -32,16 +32,15 @@ pub struct QueryMemory {
     /// Memo entries (executed or running keys).
     pub memos: usize,
     /// Bytes of one entry besides its key and value: state, owner slot,
-    /// memo header (error box, job id, diagnostics), hash, padding; a
-    /// hashed entry adds its `Arc`'s two counts (16 bytes).
+    /// memo header (error box, job id, diagnostics), hash, padding.
     pub header_bytes: usize,
     /// `size_of::<Q::Key>()`: bytes of the key held inline (heap data a key
     /// owns, such as a `String`'s text, is not counted).
     pub key_bytes: usize,
     /// `size_of::<Q::Value>()`, inline, as `key_bytes`.
     pub value_bytes: usize,
-    /// Bytes of all entries: hashed ones with their `Arc` counts, and
-    /// every dense bucket made, unclaimed entries included.
+    /// Bytes of all entries: every dense bucket and hashed slab chunk
+    /// made, unwritten places included.
     pub entry_bytes: usize,
     /// Bytes of the hashed entries' index (8 per slot, the old indexes
     /// that growth keeps included) and of its shards.

@@ -13,9 +13,6 @@
 //! The claim of an entry is made under the entry's own owner mutex, which
 //! orders it against every other claim of the key: `EMPTY` → write the key
 //! and the owner → `RUNNING` (`Release`). The rest is `memo.rs`'s protocol.
-//! Only keys that a job can copy inline (`InlineKey`) are stored densely,
-//! since a dense entry cannot be shared with a job as a larger key's
-//! hashed entry is.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -128,9 +125,7 @@ where
             drop(owner);
             return Err(e);
         }
-        let job_key = job_key(&key, || {
-            crate::engine::internal_error("a dense key that does not fit a job")
-        });
+        let job_key = job_key(&key, || Arc::new(key.clone()));
         // SAFETY: under the owner mutex with the state `EMPTY`: no other
         // claim writes the key (they hold this mutex) and no one reads it
         // before the `RUNNING` store below (module doc of `memo.rs`).

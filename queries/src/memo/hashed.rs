@@ -1,5 +1,5 @@
-//! Hashed entries: a key without a dense index lives in its own `Arc`'d
-//! [`Entry`], found through a sharded, insert-only open-addressing index
+//! Hashed entries: a key without a dense index lives in an [`Entry`] of its
+//! shard's slab, found through a sharded, insert-only open-addressing index
 //! that reads take no lock on (the protocol is `memo.rs`'s).
 //!
 //! A table has [`SHARDS`] shards, chosen by the hash's top bits; a shard is
@@ -9,8 +9,10 @@
 //! the old one is kept, since readers may still be probing it, until the
 //! table drops, so all of them together are less than twice the current
 //! one. An index is never more than half full, so every probe meets an
-//! empty slot. The table owns one `Arc` count of each entry; a job whose
-//! key is large holds another, as its key.
+//! empty slot. Entries are written into slab chunks (8, 16, ... up to
+//! 4,096 entries each) that never move or shrink before the table drops: a
+//! miss allocates nothing but, now and then, a chunk. A job whose key is
+//! too large to copy inline (`InlineKey`) gets its own `Arc` of a clone.
 //!
 //! A reader probing an old index, or racing an insert, may miss a key that
 //! exists: it then claims, and the claim probes the current index again
@@ -18,6 +20,7 @@
 
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -68,8 +71,9 @@ impl<K: Eq, V> Index<K, V> {
             if p.is_null() {
                 return None;
             }
-            // SAFETY: a non-null slot points at an entry the table owns one
-            // `Arc` count of until it drops, and `&self` borrows the table.
+            // SAFETY: a non-null slot points at an entry of the shard's
+            // slab, which lives until the table drops; `&self` borrows the
+            // index, which the table holds as long.
             let e = unsafe { &*p };
             if e.hash == hash && e.key() == Some(key) {
                 return Some(e);
@@ -103,6 +107,78 @@ impl<K: Eq, V> Index<K, V> {
     }
 }
 
+/// Entries of one shard, in chunks that never move: raw pointers (not
+/// boxes), so that writing one entry makes no `&mut` to a chunk whose other
+/// entries readers borrow.
+struct Slab<T> {
+    /// `(start, len)` of each chunk, from `Box::<[MaybeUninit<T>]>::into_raw`.
+    chunks: Vec<(*mut MaybeUninit<T>, usize)>,
+    /// Entries written into the last chunk.
+    used: usize,
+}
+
+// SAFETY: a slab owns its `T`s (through raw pointers); sending it sends
+// them, which `T: Send` allows.
+unsafe impl<T: Send> Send for Slab<T> {}
+// SAFETY: `&Slab` gives access to no `T` (only `push`, through `&mut`, and
+// the holders of the raw pointers it returns reach them); `T: Sync` covers
+// those shared readers.
+unsafe impl<T: Sync> Sync for Slab<T> {}
+
+/// Entries of the largest chunk.
+const MAX_CHUNK: usize = 4096;
+
+impl<T> Slab<T> {
+    fn new() -> Slab<T> {
+        Slab {
+            chunks: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// Moves `value` into the next free place; its address is stable
+    /// until the slab drops.
+    fn push(&mut self, value: T) -> *mut T {
+        let full = self.chunks.last().is_none_or(|&(_, len)| self.used == len);
+        if full {
+            let len = self
+                .chunks
+                .last()
+                .map_or(INITIAL_SLOTS, |&(_, len)| (len * 2).min(MAX_CHUNK));
+            let chunk = Box::<[T]>::new_uninit_slice(len);
+            self.chunks
+                .push((Box::into_raw(chunk) as *mut MaybeUninit<T>, len));
+            self.used = 0;
+        }
+        let (start, _) = *self.chunks.last().expect("a chunk");
+        // SAFETY: `used < len` (a full chunk was replaced above), so the
+        // place is inside the chunk's allocation and not yet written.
+        let place = unsafe { start.add(self.used) };
+        self.used += 1;
+        // SAFETY: `place` is a valid, unaliased `MaybeUninit<T>` (nobody
+        // has a reference to an unwritten place).
+        unsafe { (*place).write(value) }
+    }
+}
+
+impl<T> Drop for Slab<T> {
+    fn drop(&mut self) {
+        let last = self.chunks.len().saturating_sub(1);
+        for (i, &(start, len)) in self.chunks.iter().enumerate() {
+            let written = if i == last { self.used } else { len };
+            for j in 0..written {
+                // SAFETY: places `0..written` of a chunk were written by
+                // `push` (every chunk but the last is full) and are dropped
+                // once, here; `&mut self` excludes every reader.
+                unsafe { (*start.add(j)).assume_init_drop() };
+            }
+            // SAFETY: `(start, len)` came from `Box::into_raw` of a boxed
+            // slice of `len` places; freed once, here.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(start, len)) });
+        }
+    }
+}
+
 /// What only the holder of a shard's writer mutex touches.
 struct Writer<K, V> {
     /// Entries in the shard.
@@ -112,6 +188,8 @@ struct Writer<K, V> {
     /// vector grows.
     #[allow(clippy::vec_box)]
     indexes: Vec<Box<Index<K, V>>>,
+    /// The shard's entries.
+    slab: Slab<Entry<K, V>>,
 }
 
 impl<K, V> Writer<K, V> {
@@ -147,6 +225,7 @@ where
                         writer: Mutex::new(Writer {
                             len: 0,
                             indexes: vec![first],
+                            slab: Slab::new(),
                         }),
                     })
                 })
@@ -182,22 +261,18 @@ where
         let shard = self.shard(hash);
         let mut writer = shard.writer.lock();
         if let Some(e) = writer.current().find(hash, &key) {
-            // SAFETY: entries live as long as the table (it owns a count of
-            // each), which `&self` borrows: the borrow may outlive the guard.
+            // SAFETY: entries live in the slab as long as the table, which
+            // `&self` borrows: the borrow may outlive the guard.
             return Err(unsafe { &*(e as *const Entry<K, V>) });
         }
-        let entry = Arc::new(Entry::<K, V>::running(hash, key));
-        let job_key = job_key(entry.key().expect("a running entry has its key"), || {
-            entry.clone()
-        });
-        let job = make_owner(job_key);
+        let job = make_owner(job_key(&key, || Arc::new(key.clone())));
+        let entry = Entry::<K, V>::running(hash, key);
         // Set before the entry is published (module doc, point 3).
         *entry.owner.lock() = Some(job.clone());
-        let p = Arc::into_raw(entry) as *mut Entry<K, V>;
+        let p = writer.slab.push(entry);
         self.insert(shard, &mut writer, hash, p);
         drop(writer);
-        // SAFETY: `p` came from `Arc::into_raw` above; the table's count
-        // keeps it alive as long as `&self`.
+        // SAFETY: `p` is in the slab, which lives as long as `&self`.
         Ok((unsafe { &*p }, job))
     }
 
@@ -209,7 +284,7 @@ where
         if writer.current().find(hash, &key).is_some() {
             return Err(memo);
         }
-        let p = Arc::into_raw(Arc::new(Entry::<K, V>::done(hash, key, memo))) as *mut Entry<K, V>;
+        let p = writer.slab.push(Entry::<K, V>::done(hash, key, memo));
         self.insert(shard, &mut writer, hash, p);
         Ok(())
     }
@@ -246,35 +321,18 @@ where
         }
     }
 
-    /// Entries; bytes of entries with their `Arc` headers; bytes of every
-    /// index (old ones included) and of the shards.
+    /// Entries; bytes of the slab chunks (unwritten places included);
+    /// bytes of every index (old ones included) and of the shards.
     pub(super) fn footprint(&self) -> (usize, usize, usize) {
-        let (mut len, mut slots) = (0, 0);
+        let (mut len, mut slots, mut places) = (0, 0, 0);
         for shard in self.shards.iter() {
             let writer = shard.writer.lock();
             len += writer.len;
             slots += writer.indexes.iter().map(|i| i.slots.len()).sum::<usize>();
+            places += writer.slab.chunks.iter().map(|&(_, n)| n).sum::<usize>();
         }
-        let entry = 2 * size_of::<usize>() + size_of::<Entry<K, V>>();
         let index = slots * size_of::<AtomicPtr<Entry<K, V>>>()
             + SHARDS * size_of::<CachePadded<Shard<K, V>>>();
-        (len, len * entry, index)
-    }
-}
-
-impl<K, V> Drop for Hashed<K, V> {
-    fn drop(&mut self) {
-        for shard in self.shards.iter() {
-            let writer = shard.writer.lock();
-            for slot in writer.current().slots.iter() {
-                let p = slot.load(Ordering::Relaxed);
-                if !p.is_null() {
-                    // SAFETY: each entry is in the current index exactly
-                    // once and the table owns one `Arc` count of it, from
-                    // `Arc::into_raw` in `claim`; it is given back once.
-                    drop(unsafe { Arc::from_raw(p as *const Entry<K, V>) });
-                }
-            }
-        }
+        (len, places * size_of::<Entry<K, V>>(), index)
     }
 }
