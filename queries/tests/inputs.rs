@@ -1,6 +1,8 @@
 //! Inputs: set from outside, read by queries like queries, in every mode;
 //! a second set is refused; a missing input is the same error everywhere.
 
+mod common;
+
 use std::sync::Arc;
 
 use weft_queries::{query, Cx, Engine, Input, InputError, QueryError};
@@ -41,28 +43,9 @@ fn total(cx: &Cx<()>, files: u32) -> u64 {
         .sum()
 }
 
-fn runtimes() -> Vec<Runtime> {
-    let mut out = vec![Runtime::builder().mode(Mode::Serial).build().unwrap()];
-    for mode in [Mode::Threads, Mode::Fibers] {
-        if mode == Mode::Fibers && !Mode::fibers_available() {
-            continue;
-        }
-        for threads in [1, 2, 4] {
-            out.push(
-                Runtime::builder()
-                    .mode(mode)
-                    .threads(threads)
-                    .build()
-                    .unwrap(),
-            );
-        }
-    }
-    out
-}
-
 #[test]
 fn queries_read_inputs_the_same_in_every_mode() {
-    for rt in runtimes() {
+    for rt in common::runtimes() {
         let label = format!("{} -j{}", rt.mode(), rt.num_threads());
         let engine = Engine::new(rt, ());
         // Files 0..100 but 37, which is never set.
@@ -114,37 +97,31 @@ fn queries_read_inputs_the_same_in_every_mode() {
 fn racing_sets_of_one_key_store_exactly_one() {
     let engine = Engine::new(Runtime::builder().mode(Mode::Serial).build().unwrap(), ());
     for round in 0..50u32 {
-        let oks = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4u64)
-                .map(|t| {
-                    let engine = &engine;
-                    s.spawn(move || engine.set_input::<Setting>(format!("k{round}"), t).is_ok())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap())
-                .filter(|&ok| ok)
-                .count()
+        let hashed = successes(4, |t| {
+            engine
+                .set_input::<Setting>(format!("k{round}"), t as u64)
+                .is_ok()
         });
-        assert_eq!(oks, 1, "round {round}: one set wins");
-        let dense = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|t| {
-                    let engine = &engine;
-                    s.spawn(move || {
-                        engine
-                            .set_input::<Text>(10_000 + round, format!("{t}").into())
-                            .is_ok()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap())
-                .filter(|&ok| ok)
-                .count()
+        assert_eq!(hashed, 1, "round {round}: one set wins");
+        let dense = successes(4, |t| {
+            engine
+                .set_input::<Text>(10_000 + round, format!("{t}").into())
+                .is_ok()
         });
         assert_eq!(dense, 1, "round {round}: one dense set wins");
     }
+}
+
+/// Runs `attempt(0..threads)` on that many threads at once; how many of
+/// them returned `true`.
+fn successes(threads: usize, attempt: impl Fn(usize) -> bool + Sync) -> usize {
+    std::thread::scope(|s| {
+        let attempt = &attempt;
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || attempt(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&ok| ok)
+            .count()
+    })
 }

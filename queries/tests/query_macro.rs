@@ -5,11 +5,13 @@
 //! After a deliberate change of a message, refresh the expected output
 //! with `TRYBUILD=overwrite cargo test -p weft-queries --test query_macro`.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use weft_queries::{query, Cx, Cycle, Engine, Query, QueryError};
-use weft_runtime::{par_map, Mode, Runtime};
+use weft_runtime::par_map;
 
 #[test]
 fn misuse_is_a_clear_compile_error() {
@@ -72,31 +74,12 @@ fn knot(cx: &Cx<Db>, i: u32) -> u64 {
     }
 }
 
-fn runtimes() -> Vec<Runtime> {
-    let mut out = vec![Runtime::builder().mode(Mode::Serial).build().unwrap()];
-    for mode in [Mode::Threads, Mode::Fibers] {
-        if mode == Mode::Fibers && !Mode::fibers_available() {
-            continue;
-        }
-        for threads in [1, 2, 4] {
-            out.push(
-                Runtime::builder()
-                    .mode(mode)
-                    .threads(threads)
-                    .build()
-                    .unwrap(),
-            );
-        }
-    }
-    out
-}
-
 #[test]
 fn macro_queries_give_the_same_results_in_every_mode() {
     assert_eq!(<weighted_sum as Query>::NAME, "weighted");
     assert_eq!(<fib as Query>::dense_index(&7), Some(7));
     assert_eq!(<ring as Query>::describe(&Db::default(), &2), "ring #2");
-    for rt in runtimes() {
+    for rt in common::runtimes() {
         let label = format!("{} -j{}", rt.mode(), rt.num_threads());
         let engine = Engine::new(rt, Db::default());
         assert_eq!(engine.get::<fib>(50), Ok(12_586_269_025), "{label}");

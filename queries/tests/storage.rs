@@ -2,6 +2,8 @@
 //! cycle reports in every mode and thread count; keys a dense table cannot
 //! hold fall back to hashing; `Engine::memory` counts what is stored.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -49,25 +51,6 @@ impl<const D: bool> Query for Sum<D> {
     }
 }
 
-fn runtimes() -> Vec<Runtime> {
-    let mut out = vec![Runtime::builder().mode(Mode::Serial).build().unwrap()];
-    for mode in [Mode::Threads, Mode::Fibers] {
-        if mode == Mode::Fibers && !Mode::fibers_available() {
-            continue;
-        }
-        for threads in [1, 2, 4] {
-            out.push(
-                Runtime::builder()
-                    .mode(mode)
-                    .threads(threads)
-                    .build()
-                    .unwrap(),
-            );
-        }
-    }
-    out
-}
-
 /// The keys read: bucket edges of the dense table (1,023/1,024, 3,071/
 /// 3,072), a large id, indices past the dense range (16,776,192 and up:
 /// hashed whatever `dense_index` says), a panic and a cycle.
@@ -113,7 +96,7 @@ fn dense_and_hashed_storage_agree_in_every_mode() {
         }
         other => panic!("expected the cycle, got {other:?}"),
     }
-    for rt in runtimes() {
+    for rt in common::runtimes() {
         let label = format!("{} -j{}", rt.mode(), rt.num_threads());
         for (storage, got) in [
             ("hashed", results::<false>(&rt)),
