@@ -4,12 +4,18 @@
 //! writes, so the figure is scheduling overhead, not cache-line contention
 //! on a shared counter). Each iteration includes entering the pool
 //! (`block_on` / `install`).
+//!
+//! Group `parallel-j1`: the same call at 1 worker, timed *inside* one
+//! `block_on` (entering a pool is a thread hop that a loop does not pay),
+//! per mode, against the plain loop `for x in &items` in the same place:
+//! what `par_for_each` costs where nothing can run in parallel (issue 12:
+//! at most 1.2× the loop).
 
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rayon::prelude::*;
@@ -46,6 +52,40 @@ fn parallel(c: &mut Criterion) {
             });
         });
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("parallel-j1");
+    g.measurement_time(Duration::from_secs(2));
+    let rt = runtime(weft_runtime::Mode::Serial, 1);
+    g.bench_function(BenchmarkId::new("loop", "serial"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(|| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for &x in &items {
+                        black_box(x.wrapping_mul(x));
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    });
+    for mode in modes() {
+        let rt = runtime(mode, 1);
+        g.bench_function(BenchmarkId::new("par_for_each", mode), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(|| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        weft_runtime::par_for_each(&items, |_, &x| {
+                            black_box(x.wrapping_mul(x));
+                        });
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
     g.finish();
 }
 

@@ -17,6 +17,12 @@
 //!   workers the Brent bound is `0.75·N·U`. In threads mode the worker that
 //!   reaches an odd task while `Q` runs blocks, and the even tasks wait:
 //!   about `N·U`. A suspended fiber frees its worker for them.
+//! - `fan-in-first`: `N` tasks that the root fetches in order, each of
+//!   which needs one shared query `Q` (work `N·U/8`) *before* its own work
+//!   `U`, as items that all start by reading one slow shared query (the
+//!   crate's `type_of` of a popular type). Nothing but `Q` can run until `Q`
+//!   ends, so the bound is `N·U/8 + N·U/P`; threads mode reaches it (the
+//!   waiters block), and fibers must not pile every waiter onto one worker.
 //! - `diamond`: one source, `N - 2` middle nodes that need it, one sink that
 //!   needs them all; span `3·U`.
 //! - `layered`: `⌈√N⌉`-wide layers; a node needs two or three nodes of the
@@ -26,7 +32,8 @@
 //!   zero-work root needs every node that no other node needs.
 //!
 //! stdout: `checksum: 0x…` only. stderr: one summary line per run (wall
-//! time, work `T1`, span `T∞`, the Brent bound `max(T1/P, T∞)` for `P` =
+//! time, work `T1`, span `T∞`, the lower bound (`Graph::bound_ns`: Brent's
+//! `max(T1/P, T∞)` sharpened by release times) for `P` =
 //! workers), or one line per mode with `--compare`. `--busy-log FILE` writes
 //! the busy intervals of the runtime's workers (as the jobserver gate saw
 //! them), one `worker start_ns end_ns` line each, in `CLOCK_MONOTONIC`
@@ -84,6 +91,9 @@ pub enum Shape {
     /// One slow shared query that half of the tasks need after their own
     /// work: fibers beat threads.
     FanIn,
+    /// One slow shared query that every task needs before its own work:
+    /// the shape where fibers that pile up on one worker lose.
+    FanInFirst,
     /// Source, a wide middle, sink.
     Diamond,
     /// Layers of width ⌈√N⌉, each node needing nodes of the previous layer.
@@ -97,6 +107,7 @@ impl fmt::Display for Shape {
         f.write_str(match self {
             Shape::Chain => "chain",
             Shape::FanIn => "fan-in",
+            Shape::FanInFirst => "fan-in-first",
             Shape::Diamond => "diamond",
             Shape::Layered => "layered",
             Shape::Random => "random",
@@ -183,6 +194,21 @@ impl Graph {
                 nodes.push(Node {
                     deps: vec![],
                     work_ns: (n as u64) * u / 2,
+                    work_first: true,
+                });
+                root = nodes.len();
+                nodes.push(Node {
+                    deps: (0..n).collect(),
+                    ..Node::default()
+                });
+            }
+            Shape::FanInFirst => {
+                let n = n.max(1);
+                let q = n;
+                nodes = (0..n).map(|_| node(vec![q])).collect();
+                nodes.push(Node {
+                    deps: vec![],
+                    work_ns: (n as u64) * u / 8,
                     work_first: true,
                 });
                 root = nodes.len();
@@ -282,6 +308,81 @@ impl Graph {
         memo[self.root].unwrap_or(0)
     }
 
+    /// The lower bound on the wall time on `p` workers, in nanoseconds:
+    /// Brent's `max(T1/p, T∞)`, sharpened by release times. With unlimited
+    /// workers node `n`'s own work starts at the earliest at `s(n)`; work
+    /// that cannot start before `t` needs at least `W(≥t)/p` after `t`, so
+    /// every `t + W(≥t)/p` bounds the wall time too (for `fan-in-first`,
+    /// `Q + N·U/p`: nothing but `Q` can run before `Q` ends).
+    pub fn bound_ns(&self, p: usize) -> u64 {
+        let p = p.max(1) as u64;
+        let starts = self.earliest_starts();
+        let mut by_start: Vec<(u64, u64)> = starts
+            .iter()
+            .zip(&self.nodes)
+            .filter_map(|(s, n)| s.map(|s| (s, n.work_ns)))
+            .collect();
+        by_start.sort_unstable();
+        let mut bound = (self.work_ns() / p).max(self.span_ns());
+        let mut later: u64 = by_start.iter().map(|&(_, w)| w).sum();
+        for &(t, w) in &by_start {
+            bound = bound.max(t + later / p);
+            later -= w;
+        }
+        bound
+    }
+
+    /// For every node reachable from the root, the earliest time its own
+    /// work can start with unlimited workers: a node is requested when the
+    /// first of its dependents fetches its dependencies (after that
+    /// dependent's work for `work_first` nodes), and works at once
+    /// (`work_first`) or once its dependencies are done.
+    fn earliest_starts(&self) -> Vec<Option<u64>> {
+        let n = self.nodes.len();
+        // Post-order from the root, then reverse: dependents before deps.
+        let mut order = Vec::with_capacity(n);
+        let mut seen = vec![false; n];
+        let mut stack = vec![(self.root, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if expanded {
+                order.push(i);
+                continue;
+            }
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            stack.push((i, true));
+            stack.extend(self.nodes[i].deps.iter().map(|&d| (d, false)));
+        }
+        let mut request: Vec<Option<u64>> = vec![None; n];
+        request[self.root] = Some(0);
+        for &i in order.iter().rev() {
+            let Some(r) = request[i] else { continue };
+            let node = &self.nodes[i];
+            let fetch = if node.work_first { r + node.work_ns } else { r };
+            for &d in &node.deps {
+                request[d] = Some(request[d].map_or(fetch, |x| x.min(fetch)));
+            }
+        }
+        // Deps before dependents: finish times, then starts.
+        let mut start: Vec<Option<u64>> = vec![None; n];
+        let mut finish: Vec<u64> = vec![0; n];
+        for &i in &order {
+            let Some(r) = request[i] else { continue };
+            let node = &self.nodes[i];
+            let deps_done = node.deps.iter().map(|&d| finish[d]).max().unwrap_or(0);
+            let (s, f) = if node.work_first {
+                (r, (r + node.work_ns).max(deps_done))
+            } else {
+                let s = r.max(deps_done);
+                (s, s + node.work_ns)
+            };
+            start[i] = Some(s);
+            finish[i] = f;
+        }
+        start
+    }
+
     /// Number of nodes (queries), the root included.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -337,6 +438,8 @@ fn synth_node(cx: &Cx<'_, Graph>, id: usize) -> u64 {
 struct Outcome {
     checksum: u64,
     wall: Duration,
+    /// Reads that waited for a query in progress elsewhere.
+    waits: u64,
     workers: usize,
     mode: Mode,
 }
@@ -364,6 +467,7 @@ fn run_once(
     let start = Instant::now();
     let value = engine.get::<synth_node>(root);
     let wall = start.elapsed();
+    let waits = engine.waits();
     if let (Some(p), Some(opts)) = (profiling.as_mut(), profile) {
         p.stop();
         p.finish(&engine, opts)?;
@@ -376,6 +480,7 @@ fn run_once(
     Ok(Outcome {
         checksum,
         wall,
+        waits,
         workers,
         mode,
     })
@@ -419,16 +524,20 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
     let mut graph = Graph::new(args.shape, args.nodes, args.work_us, args.seed);
     graph.panic_at = args.panic_at;
     let (t1, tinf) = (graph.work_ns(), graph.span_ns());
-    let bound = |p: usize| (t1 / p.max(1) as u64).max(tinf);
+    let bounds: Vec<u64> = (0..=args.run.jobs.max(1))
+        .map(|p| graph.bound_ns(p))
+        .collect();
+    let bound = |p: usize| bounds[p.min(bounds.len() - 1)];
     let summary = |o: &Outcome| {
         let b = bound(o.workers);
         format!(
-            "{:<8} -j{:<3} wall {:>9.2} ms   brent bound {:>9.2} ms   wall/bound {:.3}",
+            "{:<8} -j{:<3} wall {:>9.2} ms   bound {:>9.2} ms   wall/bound {:.3}   waits {}",
             o.mode.to_string(),
             o.workers,
             o.wall.as_secs_f64() * 1e3,
             ms(b),
             o.wall.as_nanos() as f64 / b.max(1) as f64,
+            o.waits,
         )
     };
     note(&format!(
@@ -478,6 +587,22 @@ mod tests {
         assert_eq!(g.work_ns(), 1_500_000);
         assert_eq!(g.span_ns(), 510_000);
         assert_eq!(g.len(), 102);
+        // Brent's max(T1/2, T∞) = 750 µs; release times add nothing: Q
+        // starts at 10 µs, and 10 + (1500 - 10)/2 µs is lower.
+        assert_eq!(g.bound_ns(2), 750_000);
+    }
+
+    #[test]
+    fn fan_in_first_bound_counts_the_wait_for_q() {
+        let g = Graph::new(Shape::FanInFirst, 400, 2_000, 1);
+        // Q 100 ms, tasks 400 · 2 ms: T1 900 ms, T∞ 102 ms.
+        assert_eq!(g.work_ns(), 900_000_000);
+        assert_eq!(g.span_ns(), 102_000_000);
+        // Nothing but Q runs in its first 100 ms: 100 + 800/p.
+        assert_eq!(g.bound_ns(1), 900_000_000);
+        assert_eq!(g.bound_ns(2), 500_000_000);
+        assert_eq!(g.bound_ns(4), 300_000_000);
+        assert_eq!(g.bound_ns(1000), 102_000_000);
     }
 
     #[test]
@@ -485,6 +610,7 @@ mod tests {
         let shapes = [
             Shape::Chain,
             Shape::FanIn,
+            Shape::FanInFirst,
             Shape::Diamond,
             Shape::Layered,
             Shape::Random,
@@ -494,6 +620,14 @@ mod tests {
                 let g = Graph::new(shape, n, 1, 7);
                 assert!(g.span_ns() > 0, "{shape} {n}");
                 assert!(g.span_ns() <= g.work_ns());
+                for p in [1, 2, 4] {
+                    let b = g.bound_ns(p);
+                    assert!(
+                        b >= (g.work_ns() / p as u64).max(g.span_ns()),
+                        "{shape} {n}"
+                    );
+                    assert!(b <= g.work_ns(), "{shape} {n} p {p}");
+                }
             }
         }
         assert_eq!(Graph::new(Shape::Chain, 10, 1, 0).span_ns(), 10_000);

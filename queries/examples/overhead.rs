@@ -63,9 +63,10 @@ fn main() {
     let hit = t.elapsed();
     println!("{sum:016x} {hit_sum:016x}");
     eprintln!(
-        "mode={mode} threads={threads} queries={} build={:.1} ms hit={:.1} ns",
+        "mode={mode} threads={threads} queries={} build={:.1} ms hit={:.1} ns waits={}",
         layers * width,
         build.as_secs_f64() * 1e3,
-        hit.as_secs_f64() * 1e9 / f64::from(hits.max(1))
+        hit.as_secs_f64() * 1e9 / f64::from(hits.max(1)),
+        engine.waits()
     );
 }

@@ -27,6 +27,7 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -59,6 +60,8 @@ struct EngineInner<D> {
     top_diagnostics: Mutex<Vec<Diagnostic>>,
     /// Profiling (`profile.rs`): off unless `enable_recording` was called.
     recorder: Recorder,
+    /// Reads that found their query in progress elsewhere (`Engine::waits`).
+    waits: AtomicU64,
 }
 
 /// A query engine: memo tables for every query type used with it, the
@@ -108,6 +111,7 @@ impl<D: Send + Sync + 'static> Engine<D> {
                 storage: Storage::new(),
                 top_diagnostics: Mutex::new(Vec::new()),
                 recorder: Recorder::new(),
+                waits: AtomicU64::new(0),
             }),
         }
     }
@@ -120,6 +124,14 @@ impl<D: Send + Sync + 'static> Engine<D> {
     /// The memo tables (for `input.rs`).
     pub(crate) fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    /// Number of reads so far that found their query in progress in
+    /// another job and waited for it (suspended their fiber, or blocked
+    /// their thread): a measure of contention, free to keep (one relaxed
+    /// increment per wait, nothing per hit or miss).
+    pub fn waits(&self) -> u64 {
+        self.inner.waits.load(Ordering::Relaxed)
     }
 
     /// The runtime this engine runs on.
@@ -429,6 +441,13 @@ impl<'a, D: Send + Sync + 'static> Cx<'a, D> {
         entry: &Entry<Q::Key, Q::Value>,
         owner: &Arc<Job>,
     ) -> Result<Q::Value, QueryError> {
+        self.engine.waits.fetch_add(1, Ordering::Relaxed);
+        if std::thread::panicking() && !weft_runtime::can_block_while_unwinding() {
+            return Err(QueryError::WaitWhileUnwinding {
+                query: Q::NAME,
+                key: format!("{entry:?}"),
+            });
+        }
         let waiter = match job::current_job() {
             Some(leaf) => match wait_graph::publish(weft_runtime::current_strand(), &leaf, owner) {
                 Published::Cycle(path) => return unwind_cycle(cycle::break_cycle(path)),

@@ -131,6 +131,19 @@ pub enum QueryError {
         /// The panic message (`"non-string panic payload"` if it had none).
         message: String,
     },
+    /// A read of a query in progress elsewhere, from code that runs while
+    /// its thread unwinds (a `Drop` during a panic), on a fiber whose worker
+    /// has other fibers: it can neither suspend (std's panic count is per
+    /// thread) nor block safely (what it waits for may need one of those
+    /// fibers, which only this thread can resume), so it returns at once.
+    /// Fibers mode only; threads and serial mode block and get the value.
+    #[error("`{query}({key})` is in progress elsewhere and cannot be waited for while this thread unwinds (fibers mode)")]
+    WaitWhileUnwinding {
+        /// [`Query::NAME`] of the query read.
+        query: &'static str,
+        /// `Debug` form of its key.
+        key: String,
+    },
     /// An [`Input`] was read where it was never set
     /// ([`Engine::set_input`]).
     #[error("input `{input}({key})` is not set")]

@@ -7,7 +7,11 @@
 //!
 //! # Suspend and resume
 //!
-//! A fiber waits on a [`Latch`] by storing the latch in the worker-local
+//! A fiber that must wait first waits briefly on its own thread
+//! (`wait_briefly`: up to 20 µs, yielding, while no other fiber of its
+//! worker is runnable): most waits end that soon, and a wait that ends
+//! without parking costs no switch and starts no task that would collide
+//! with the same queries in progress. Then it parks: it waits on a [`Latch`] by storing the latch in the worker-local
 //! `PENDING` cell and switching back to its worker ([`suspend_current`]).
 //! The worker, now on its own stack, files the fiber in its [`FiberSet`]
 //! and only then registers it with the latch (`Latch::register_fiber`). So
@@ -28,6 +32,7 @@
 //! `std::thread::panicking()`. Such a wait blocks the thread instead.
 
 use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
@@ -35,6 +40,7 @@ use crate::context::replace_context;
 use crate::latch::{FiberWaiter, Latch};
 use crate::registry::{AbortOnUnwind, Task, WorkerThread};
 use crate::stack::{FiberStack, FiberStackState, StackBoundsGuard};
+use crate::stall::FRESH_NS;
 
 type Fiber = Coroutine<(), (), (), FiberStack>;
 
@@ -59,6 +65,8 @@ struct Parked {
 pub(crate) struct FiberSet {
     slots: RefCell<Vec<Option<Parked>>>,
     free: RefCell<Vec<usize>>,
+    /// Number of parked fibers (filled slots).
+    parked: Cell<usize>,
 }
 
 impl FiberSet {
@@ -66,7 +74,13 @@ impl FiberSet {
         FiberSet {
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
+            parked: Cell::new(0),
         }
+    }
+
+    /// Number of parked fibers of this worker (runnable ones included).
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.get()
     }
 
     /// Starts `task` on a new fiber and runs it until it finishes or waits.
@@ -84,7 +98,14 @@ impl FiberSet {
             task.run();
             YIELDER.with(|y| y.set(std::ptr::null()));
         });
-        self.run(worker, Parked { fiber, state });
+        // Pile-up control (`stall.rs`): did the new fiber park early?
+        let started = Instant::now();
+        let parked = self.run(worker, Parked { fiber, state });
+        if parked && started.elapsed() < Duration::from_nanos(FRESH_NS) {
+            worker.stall.fresh_park(&worker.registry.stalls);
+        } else {
+            worker.stall.end_streak();
+        }
     }
 
     /// Resumes the parked fiber in `slot` (popped from the mailbox).
@@ -93,10 +114,13 @@ impl FiberSet {
             .take()
             .expect("weft: mailbox named an empty fiber slot");
         self.free.borrow_mut().push(slot);
+        self.parked.set(self.parked.get() - 1);
         self.run(worker, parked);
     }
 
-    fn run(&self, worker: &WorkerThread, mut parked: Parked) {
+    /// Runs `parked` until it finishes (`false`) or parks on a latch
+    /// (`true`).
+    fn run(&self, worker: &WorkerThread, mut parked: Parked) -> bool {
         let result = {
             let _bounds = StackBoundsGuard::enter_fiber(&mut parked.state);
             parked.fiber.resume(())
@@ -116,14 +140,17 @@ impl FiberSet {
                     // Set between the fiber's check and now: runnable at once.
                     worker.registry.wake_fiber(worker.index, slot);
                 }
+                true
             }
             CoroutineResult::Return(()) => {
                 worker.registry.stacks.give_back(parked.fiber.into_stack());
+                false
             }
         }
     }
 
     fn insert(&self, parked: Parked) -> usize {
+        self.parked.set(self.parked.get() + 1);
         let mut slots = self.slots.borrow_mut();
         match self.free.borrow_mut().pop() {
             Some(i) => {
@@ -151,6 +178,38 @@ impl FiberSet {
     }
 }
 
+/// Before a fiber parks: waits up to [`BRIEF_WAIT`] for `latch`, yielding
+/// the thread between checks, unless another fiber of this worker becomes
+/// runnable. Returns whether the latch was set (then the fiber goes on
+/// without parking). Two-phase waiting, as in Karlin et al.'s competitive
+/// spinning and as rayon's workers search before they sleep: most waits
+/// in a query graph end within microseconds, and a wait that ends without
+/// parking costs no switch, frees no worker to start a task that collides
+/// with the same in-progress queries, and (by yielding) lends its core to
+/// the owner when the machine is loaded.
+fn wait_briefly(latch: &Latch) -> bool {
+    let idle = WorkerThread::with_current(|w| w.map(|w| (w.registry.clone(), w.index)));
+    let Some((reg, index)) = idle else {
+        return false;
+    };
+    let until = Instant::now() + BRIEF_WAIT;
+    loop {
+        std::thread::yield_now();
+        if latch.probe() {
+            return true;
+        }
+        if !reg.mailbox_is_empty(index) || Instant::now() >= until {
+            return false;
+        }
+    }
+}
+
+/// How long a fiber waits for its latch before it parks: 20 µs, chosen by
+/// measurement (`bench/fibers_vs_threads.py`, issue 12's note): without
+/// it, `layered --work-us 0` and the `overhead` example at 4 workers on 2
+/// cores ran 2.1–2.4× slower than threads, with 6–40× their waits.
+const BRIEF_WAIT: Duration = Duration::from_micros(20);
+
 /// Suspends the running fiber until `latch` is set. Returns `false` without
 /// doing anything when not on a fiber or while the thread is unwinding.
 pub(crate) fn suspend_current(latch: &Latch) -> bool {
@@ -161,6 +220,9 @@ pub(crate) fn suspend_current(latch: &Latch) -> bool {
     // A `par_for_each` leaf being drained here offers its remaining items
     // to the worker before this fiber parks (`join.rs`).
     crate::join::offer_pending();
+    if wait_briefly(latch) {
+        return true;
+    }
     PENDING.with(|p| *p.borrow_mut() = Some(latch.clone()));
     YIELDER.with(|y| y.set(std::ptr::null()));
     let ctx = replace_context(None);

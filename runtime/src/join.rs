@@ -135,7 +135,7 @@ where
         let func = unsafe { erase_lifetime(func) };
         // SAFETY: `claimed` points into the job `Arc` the closure owns, so it
         // lives as long as the task.
-        Task::with_claim(func, unsafe { &*claimed })
+        unsafe { Task::with_claim(func, claimed) }
     };
     WorkerThread::with_current(|w| w.expect("join: worker vanished").push(task));
     let ra = panic::catch_unwind(AssertUnwindSafe(a));
@@ -290,6 +290,8 @@ pub(crate) struct Leaf {
     end: usize,
     /// A helper task is queued and has not started yet.
     offered: AtomicBool,
+    /// The leaf was offered at least once: other strands may draw items.
+    shared: AtomicBool,
     /// What the `par_for_each` call shares (item function, helper count,
     /// offered helpers), its lifetime erased: it lives on that call's stack,
     /// and the call waits for every helper before it returns.
@@ -322,6 +324,7 @@ fn run_leaf(lo: usize, hi: usize, ctx: &SplitCtx<'_>) {
         next: AtomicUsize::new(lo),
         end: hi,
         offered: AtomicBool::new(false),
+        shared: AtomicBool::new(false),
         // Only the lifetime changes; see `Leaf::split`.
         split: (ctx as *const SplitCtx<'_>).cast::<SplitCtx<'static>>(),
         ctx: crate::context::current_context(),
@@ -341,8 +344,19 @@ fn drain(leaf: &Arc<Leaf>) {
     let _pop = Pop;
     loop {
         // Relaxed: the counter only hands out distinct indices; the items'
-        // effects are published by the latches that end the call.
-        let i = leaf.next.fetch_add(1, Ordering::Relaxed);
+        // effects are published by the latches that end the call. Until
+        // the leaf is first offered, only the strand that started it draws
+        // from it (a helper exists only after an offer, and offers are made
+        // by the strands draining the leaf, from their own stack, see
+        // `offer_pending`): a load and a store then do, instead of a
+        // read-modify-write per item.
+        let i = if leaf.shared.load(Ordering::Relaxed) {
+            leaf.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            let i = leaf.next.load(Ordering::Relaxed);
+            leaf.next.store(i + 1, Ordering::Relaxed);
+            i
+        };
         if i >= leaf.end {
             break;
         }
@@ -366,6 +380,10 @@ pub(crate) fn offer_pending() {
         if leaf.offered.swap(true, Ordering::AcqRel) {
             continue;
         }
+        // From now on the leaf's items are drawn by read-modify-writes
+        // (`drain`); this strand sees its own store, a helper sees it
+        // through the deque push that publishes the helper task.
+        leaf.shared.store(true, Ordering::Relaxed);
         // SAFETY: the `par_for_each` owning the `SplitCtx` is still running:
         // the leaf is being drained by code inside it.
         let split = unsafe { &*leaf.split };
@@ -387,7 +405,7 @@ pub(crate) fn offer_pending() {
         });
         // SAFETY: `flag` points into `claim`, an `Arc` the closure owns, so it
         // lives as long as the task.
-        let mut task = Task::with_claim(func, unsafe { &*flag });
+        let mut task = unsafe { Task::with_claim(func, flag) };
         task.set_context(leaf.ctx.clone());
         WorkerThread::with_current(|w| {
             if let Some(w) = w {
@@ -538,9 +556,7 @@ impl<'scope> Scope<'scope> {
         self.unstarted.lock().push_back(job.clone());
         let claimed: *const AtomicBool = &job.claimed;
         // SAFETY: `claimed` points into `job`, an `Arc` the closure owns.
-        let task = Task::with_claim(Box::new(move || job.run_if_unclaimed()), unsafe {
-            &*claimed
-        });
+        let task = unsafe { Task::with_claim(Box::new(move || job.run_if_unclaimed()), claimed) };
         WorkerThread::with_current(|w| w.expect("scope: spawn outside its worker").push(task));
     }
 }

@@ -6,6 +6,8 @@
 //! - `fiber`: tasks on `corosensei` coroutines, suspend and resume;
 //! - `latch`: one-shot and counting latches, the wait/wake protocol;
 //! - `sleep`: how idle workers park and who wakes them;
+//! - `stall`: a worker whose new fibers keep parking on one latch stops
+//!   starting tasks until it is set (no pile-up behind one worker);
 //! - `stack`: fiber stacks, guard pages, `ensure_sufficient_stack`;
 //! - `jobserver`: job tokens from make/cargo;
 //! - `join`: `join`, `scope`, `par_for_each`, `par_map`;
@@ -35,6 +37,8 @@ mod registry;
 mod sleep;
 #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
 mod stack;
+#[cfg(feature = "fibers")]
+mod stall;
 #[doc(hidden)]
 pub mod sync;
 pub mod trace;
@@ -46,7 +50,8 @@ pub use join::{join, par_for_each, par_map, scope, Scope};
 pub use latch::Latch;
 pub use mode::{Mode, ParseModeError};
 pub use registry::{
-    current_mode, current_worker_index, BuildError, Builder, Runtime, DEFAULT_STACK_SIZE,
+    can_block_while_unwinding, current_mode, current_worker_index, BuildError, Builder, Runtime,
+    DEFAULT_STACK_SIZE,
 };
 pub use stack::{
     ensure_sufficient_stack, remaining_stack, set_current_activity, set_current_activity_name,

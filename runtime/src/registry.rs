@@ -29,7 +29,7 @@
 use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -73,11 +73,16 @@ impl Task {
         self.ctx = ctx;
     }
 
-    /// A task whose work may be claimed by its owner first; `claimed` must
-    /// point into an `Arc` that `func` owns.
-    pub(crate) fn with_claim(
+    /// A task whose work may be claimed by its owner first.
+    ///
+    /// # Safety
+    ///
+    /// `claimed` must stay valid as long as the task lives: it must point
+    /// into an `Arc` (of a `Sync` value) that `func` owns, so that the flag
+    /// is dropped only with `func`, after every `is_claimed` check.
+    pub(crate) unsafe fn with_claim(
         func: Box<dyn FnOnce() + Send + 'static>,
-        claimed: &AtomicBool,
+        claimed: *const AtomicBool,
     ) -> Task {
         Task {
             claimed,
@@ -89,7 +94,7 @@ impl Task {
     /// would do nothing, and the worker drops it without starting a fiber.
     pub(crate) fn is_claimed(&self) -> bool {
         // SAFETY: non-null `claimed` points into an `Arc` owned by `func`
-        // (see `with_claim`), which lives as long as `self`.
+        // (the contract of `with_claim`), which lives as long as `self`.
         // Relaxed: a stale `false` only costs running the (no-op) task.
         !self.claimed.is_null() && unsafe { (*self.claimed).load(Ordering::Relaxed) }
     }
@@ -132,8 +137,13 @@ pub(crate) unsafe fn erase_lifetime<'a>(
     unsafe { std::mem::transmute(f) }
 }
 
+/// Runtime ids: process-wide, never reused (0 means none).
+static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The shared state of a worker pool.
 pub(crate) struct Registry {
+    /// The id of the runtime that owns this pool ([`current_worker`]).
+    id: u64,
     mode: Mode,
     injector: Injector<Task>,
     stealers: Box<[Stealer<Task>]>,
@@ -142,6 +152,8 @@ pub(crate) struct Registry {
     pub(crate) tokens: Tokens,
     #[cfg(feature = "fibers")]
     pub(crate) stacks: crate::stack::StackPool,
+    #[cfg(feature = "fibers")]
+    pub(crate) stalls: crate::stall::Stalls,
 }
 
 impl Registry {
@@ -159,6 +171,12 @@ impl Registry {
     pub(crate) fn wake_fiber(&self, worker: usize, fiber: usize) {
         self.mailboxes[worker].push(fiber);
         self.sleep.notify_worker(worker);
+    }
+
+    /// Whether worker `w`'s mailbox (runnable fibers) is empty.
+    #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
+    pub(crate) fn mailbox_is_empty(&self, w: usize) -> bool {
+        self.mailboxes[w].is_empty()
     }
 
     /// Whether worker `w` could find something to do (for `Sleep::park`).
@@ -179,12 +197,26 @@ pub(crate) struct WorkerThread {
     rng: Cell<u64>,
     #[cfg(feature = "fibers")]
     pub(crate) fibers: crate::fiber::FiberSet,
+    #[cfg(feature = "fibers")]
+    pub(crate) stall: crate::stall::StallState,
 }
 
 thread_local! {
     static WORKER: Cell<*const WorkerThread> = const { Cell::new(std::ptr::null()) };
-    /// Depth of serial-mode `block_on` calls on this thread.
-    static SERIAL: Cell<usize> = const { Cell::new(0) };
+    /// The serial-mode `block_on` running on this thread, innermost: its
+    /// runtime's id (0: none) and whether it is that runtime's worker 0.
+    static SERIAL: Cell<(u64, bool)> = const { Cell::new((0, false)) };
+}
+
+/// The worker running the current code, as `(runtime id, worker index)`:
+/// worker `i` of a pool, or worker 0 of a serial runtime inside the one
+/// serial `block_on` that holds its identity (see [`Runtime::block_on`]).
+/// `WorkerLocal` indexes its slots with it.
+pub(crate) fn current_worker() -> Option<(u64, usize)> {
+    WorkerThread::with_current(|w| w.map(|w| (w.registry.id, w.index))).or_else(|| {
+        let (id, worker) = SERIAL.with(Cell::get);
+        worker.then_some((id, 0))
+    })
 }
 
 impl WorkerThread {
@@ -252,6 +284,10 @@ impl WorkerThread {
     fn main_loop(&self) {
         let reg = &*self.registry;
         loop {
+            #[cfg(feature = "fibers")]
+            if self.while_stalled() {
+                continue;
+            }
             // Take a token before taking work, so that no task sits with a
             // worker that waits for a token (`acquire` is a no-op for a
             // worker that holds one).
@@ -288,6 +324,28 @@ impl WorkerThread {
         reg.tokens.release(self.index);
     }
 
+    /// One step of a stalled worker (`stall.rs`): sleeps until one of its
+    /// fibers is runnable, a worker blocks or the stall times out, then
+    /// ends the stall. Returns `false` when the worker is not stalled.
+    #[cfg(feature = "fibers")]
+    fn while_stalled(&self) -> bool {
+        let reg = &*self.registry;
+        let Some(deadline) = self.stall.check(&reg.stalls) else {
+            return false;
+        };
+        let mailbox = &reg.mailboxes[self.index];
+        if mailbox.is_empty() && !reg.sleep.terminating() {
+            reg.tokens.release(self.index);
+            crate::trace::record(crate::trace::Event::Park);
+            reg.sleep.park_targeted(self.index, deadline, || {
+                !mailbox.is_empty() || crate::stall::StallState::over(&reg.stalls)
+            });
+            crate::trace::record(crate::trace::Event::Unpark);
+        }
+        self.stall.end(&reg.stalls);
+        true
+    }
+
     /// Yields up to [`SEARCH_ROUNDS`] times, checking for work after each.
     fn search_briefly(&self) -> bool {
         for _ in 0..SEARCH_ROUNDS {
@@ -322,6 +380,8 @@ fn worker_main(registry: Arc<Registry>, index: usize, deque: Worker<Task>) {
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
         #[cfg(feature = "fibers")]
         fibers: crate::fiber::FiberSet::new(),
+        #[cfg(feature = "fibers")]
+        stall: crate::stall::StallState::new(),
     };
     WORKER.with(|w| w.set(&worker));
     worker.main_loop();
@@ -354,9 +414,24 @@ pub(crate) fn block_current_thread(block: impl FnOnce()) {
             // items to other workers before this thread blocks (`join.rs`).
             crate::join::offer_pending();
             reg.tokens.release(index);
+            // Fibers mode: stalled workers must not wait for work that
+            // this blocked worker would otherwise take (`stall.rs`).
+            #[cfg(feature = "fibers")]
+            let fibers = reg.mode == Mode::Fibers;
+            #[cfg(feature = "fibers")]
+            if fibers {
+                reg.stalls.block_start();
+                for w in 0..reg.num_threads() {
+                    reg.sleep.notify_worker(w);
+                }
+            }
             let blocked = crate::trace::block_start();
             block();
             crate::trace::block_end(blocked);
+            #[cfg(feature = "fibers")]
+            if fibers {
+                reg.stalls.block_end();
+            }
             reg.tokens.acquire(index);
         }
         None => {
@@ -367,18 +442,41 @@ pub(crate) fn block_current_thread(block: impl FnOnce()) {
     }
 }
 
+/// Whether the code running now may block its thread in a wait while the
+/// thread unwinds (a read from a `Drop` during a panic), without risking
+/// a hang: `false` only on a fiber whose worker has other fibers, parked or
+/// runnable. Such a fiber cannot suspend (std's panic count is per thread,
+/// see `fiber.rs`), and what it waits for may need one of those fibers,
+/// which only this blocked thread could resume. The query engine then
+/// returns an error instead of waiting.
+pub fn can_block_while_unwinding() -> bool {
+    #[cfg(feature = "fibers")]
+    {
+        WorkerThread::with_current(|w| {
+            w.is_none_or(|w| {
+                w.registry.mode != Mode::Fibers
+                    || (w.fibers.parked() == 0 && w.registry.mailboxes[w.index].is_empty())
+            })
+        })
+    }
+    #[cfg(not(feature = "fibers"))]
+    {
+        true
+    }
+}
+
 /// The index of the worker running the current code: `Some(i)` on worker `i`
-/// of a pool, `Some(0)` inside a serial-mode [`Runtime::block_on`], `None`
-/// elsewhere.
+/// of a pool, `Some(0)` inside the serial-mode [`Runtime::block_on`] that
+/// holds its runtime's worker identity, `None` elsewhere (also in a serial
+/// `block_on` that runs while another thread holds that identity).
 pub fn current_worker_index() -> Option<usize> {
-    WorkerThread::with_current(|w| w.map(|w| w.index))
-        .or_else(|| (SERIAL.with(Cell::get) > 0).then_some(0))
+    current_worker().map(|(_, index)| index)
 }
 
 /// The mode of the runtime running the current code, if any.
 pub fn current_mode() -> Option<Mode> {
     WorkerThread::with_current(|w| w.map(|w| w.registry.mode))
-        .or_else(|| (SERIAL.with(Cell::get) > 0).then_some(Mode::Serial))
+        .or_else(|| (SERIAL.with(Cell::get).0 != 0).then_some(Mode::Serial))
 }
 
 /// The error of [`Builder::build`].
@@ -479,17 +577,22 @@ impl Builder {
         // Also in serial mode: an overflow of the caller's stack (or of a
         // segment) is then reported with the query being computed.
         crate::stack::install_overflow_handler();
+        // Relaxed: only uniqueness is needed.
+        let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
         if self.mode == Mode::Serial {
             return Ok(Runtime {
                 inner: Arc::new(RuntimeInner {
+                    id,
                     mode: Mode::Serial,
                     registry: None,
+                    serial_worker: AtomicBool::new(false),
                     handles: Mutex::new(Vec::new()),
                 }),
             });
         }
         let deques: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_lifo()).collect();
         let registry = Arc::new(Registry {
+            id,
             mode: self.mode,
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
@@ -498,6 +601,8 @@ impl Builder {
             tokens: Tokens::new(self.jobserver, threads),
             #[cfg(feature = "fibers")]
             stacks: crate::stack::StackPool::new(self.stack_size),
+            #[cfg(feature = "fibers")]
+            stalls: crate::stall::Stalls::new(threads),
         });
         let thread_stack = match self.mode {
             Mode::Threads => THREAD_STACK_SIZE.max(self.stack_size),
@@ -523,8 +628,10 @@ impl Builder {
         }
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
+                id,
                 mode: self.mode,
                 registry: Some(registry),
+                serial_worker: AtomicBool::new(false),
                 handles: Mutex::new(handles),
             }),
         })
@@ -548,8 +655,12 @@ pub struct Runtime {
 }
 
 struct RuntimeInner {
+    /// Process-wide unique ([`current_worker`]).
+    id: u64,
     mode: Mode,
     registry: Option<Arc<Registry>>,
+    /// Serial mode: whether a `block_on` holds the identity of worker 0.
+    serial_worker: AtomicBool,
     handles: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -568,6 +679,42 @@ impl Drop for RuntimeInner {
                 let _ = h.join();
             }
         }
+    }
+}
+
+impl Runtime {
+    /// [`Runtime::block_on`] in serial mode: `f` runs here, as worker 0 of
+    /// this runtime if no other thread holds that identity.
+    fn serial_block_on<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = SERIAL.with(Cell::get);
+        // A serial `block_on` is a strand of its own, unless it is nested in
+        // one on this thread (then it runs on the caller's stack).
+        let _strand = (previous.0 == 0).then(crate::context::StrandGuard::fresh);
+        let worker = if previous.0 == self.inner.id {
+            previous.1
+        } else {
+            // Acquire/Release: the previous holder's uses of worker 0's
+            // slots happen before ours.
+            !self.inner.serial_worker.swap(true, Ordering::Acquire)
+        };
+        struct Leave<'a> {
+            previous: (u64, bool),
+            release: Option<&'a AtomicBool>,
+        }
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                SERIAL.with(|s| s.set(self.previous));
+                if let Some(flag) = self.release {
+                    flag.store(false, Ordering::Release);
+                }
+            }
+        }
+        let _leave = Leave {
+            previous,
+            release: (worker && previous.0 != self.inner.id).then_some(&self.inner.serial_worker),
+        };
+        SERIAL.with(|s| s.set((self.inner.id, worker)));
+        f()
     }
 }
 
@@ -590,6 +737,12 @@ impl Runtime {
     /// The mode this runtime runs in.
     pub fn mode(&self) -> Mode {
         self.inner.mode
+    }
+
+    /// The runtime's identity, unique in the process; what `WorkerLocal`
+    /// checks its callers against.
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// Number of worker threads; 1 in serial mode (the caller's thread).
@@ -629,23 +782,19 @@ impl Runtime {
     /// the calling thread until it returns. Called from a worker of this same
     /// runtime, `f` runs inline.
     ///
+    /// In serial mode `f` runs on the calling thread, and several threads
+    /// may be in `block_on` at once (sharing a serial engine). The first of
+    /// them to enter holds the runtime's one worker identity (worker 0,
+    /// what [`current_worker_index`] and `WorkerLocal` see) until it
+    /// returns; the others run without one, so no two threads ever share a
+    /// worker's slot.
+    ///
     /// # Panics
     ///
     /// A panic in `f` is resumed on the caller.
     pub fn block_on<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         let Some(reg) = &self.inner.registry else {
-            // A serial `block_on` is a strand of its own, unless it is nested
-            // in one on this thread (then it runs on the caller's stack).
-            let _strand = (SERIAL.with(Cell::get) == 0).then(crate::context::StrandGuard::fresh);
-            SERIAL.with(|s| s.set(s.get() + 1));
-            struct Leave;
-            impl Drop for Leave {
-                fn drop(&mut self) {
-                    SERIAL.with(|s| s.set(s.get() - 1));
-                }
-            }
-            let _leave = Leave;
-            return f();
+            return self.serial_block_on(f);
         };
         let on_this_pool =
             WorkerThread::with_current(|w| w.is_some_and(|w| Arc::ptr_eq(&w.registry, reg)));

@@ -114,6 +114,33 @@ impl Sleep {
         self.leave_idle(w);
     }
 
+    /// Parks worker `w` until it is notified ([`Sleep::notify_worker`]),
+    /// unless `has_work` is true, *without* joining the idle list: a
+    /// stalled worker (`stall.rs`) must not take the wake-up of new work
+    /// from a worker that would run it. Lost wake-ups: the waker pushes
+    /// into `w`'s mailbox before it takes `w`'s slot mutex to notify, and
+    /// `w` holds that mutex from its check to its wait (as for a targeted
+    /// wake-up in `park`).
+    /// Returns at `deadline` at the latest.
+    #[cfg_attr(not(feature = "fibers"), allow(dead_code))]
+    pub(crate) fn park_targeted(
+        &self,
+        w: usize,
+        deadline: std::time::Instant,
+        has_work: impl Fn() -> bool,
+    ) {
+        let slot = &self.slots[w];
+        let mut state = slot.state.lock();
+        if !state.notified && !has_work() && !self.terminating() {
+            state.sleeping = true;
+            while !state.notified && !self.terminating() && std::time::Instant::now() < deadline {
+                let _ = slot.cond.wait_until(&mut state, deadline);
+            }
+            state.sleeping = false;
+        }
+        state.notified = false;
+    }
+
     fn leave_idle(&self, w: usize) {
         let mut idle = self.idle.lock();
         if let Some(pos) = idle.iter().position(|&x| x == w) {

@@ -124,6 +124,13 @@ mod loom_shim {
             guard.0 = Some(self.0.wait(g).expect("loom mutex poisoned"));
         }
 
+        /// As `parking_lot`'s `wait_until` (callers ignore the result).
+        /// loom has no clock: the wait is modelled as a plain one, so a
+        /// model still needs its wake-up, which is the stronger check.
+        pub fn wait_until<T>(&self, guard: &mut MutexGuard<'_, T>, _deadline: std::time::Instant) {
+            self.wait(guard);
+        }
+
         pub fn notify_one(&self) {
             self.0.notify_one();
         }

@@ -17,7 +17,7 @@
 //!        items 1..=16: arrive, wait on `wake` ── parked on W0 ─┐
 //!        item 0: wait until all 16 parked; guard; panic!       │
 //!          Guard::drop (panicking): set `wake` ───────────────▶│ (into W0's mailbox)
-//!          cx.get::<slow>(0) ══ W0's thread blocks ══▶ 7       │
+//!          cx.try_get::<slow>(0): W0 has fibers: WaitWhileUnwinding │
 //!        unwinding ends in par_for_each's catch_unwind          ▼
 //!        siblings resume on W0: record panicking(), guard done? (must be false, true)
 //!  top: unwinder(0) = Err(Panicked { "unwinder", "0", "injected panic: ..." })
@@ -32,10 +32,16 @@
 //! serial mode computes `slow(0)` inside the `Drop`, during the unwinding.
 //! One worker cannot have `slow(0)` in progress elsewhere: see the next test.
 //!
-//! # `unwinding_wait_on_a_fiber_parked_on_the_same_worker` (`#[ignore]`d)
+//! Fibers mode runs it twice: with no other fiber on W0, where the wait
+//! blocks W0 and gets 7, and with the sixteen siblings, where it returns
+//! `QueryError::WaitWhileUnwinding` at once (what it waits for could need
+//! one of them, see the next test).
 //!
-//! A reproducer of a hang found while writing the first test (reported to
-//! the lead, not fixed here):
+//! # `unwinding_wait_on_a_fiber_parked_on_the_same_worker`
+//!
+//! A regression test of a hang (issue 5's report, fixed in issue 12): the
+//! read used to block W0 for good; it now returns
+//! `QueryError::WaitWhileUnwinding` at once, because W0 has a parked fiber.
 //!
 //! ```text
 //!  W1: leaf(0) ── spins until the guard waits ──▶ done: wakes parked(0) on W0
@@ -99,7 +105,7 @@ struct Db {
     guard_waiting_since: Mutex<Option<Instant>>,
     guard_saw_panicking: AtomicBool,
     slow_done_before_get: Mutex<Option<bool>>,
-    guard_got: Mutex<Option<u64>>,
+    guard_got: Mutex<Option<Result<u64, QueryError>>>,
     guard_done: AtomicBool,
     parked: Option<Arrivals>,
     wake: Latch,
@@ -143,7 +149,7 @@ impl Drop for Guard<'_> {
         *db.guard_waiting_since.lock().unwrap() = Some(Instant::now());
         db.guard_waiting.set();
         db.wake.set();
-        let v = self.cx.slow(0);
+        let v = self.cx.try_slow(0);
         *db.guard_got.lock().unwrap() = Some(v);
         db.guard_done.store(true, Ordering::SeqCst);
     }
@@ -203,8 +209,14 @@ fn block_a_worker(
 }
 
 fn drop_waits_during_a_panic(mode: Mode, threads: usize) {
+    drop_waits_with_siblings(mode, threads, 0);
+    if mode == Mode::Fibers {
+        drop_waits_with_siblings(mode, threads, SIBLINGS);
+    }
+}
+
+fn drop_waits_with_siblings(mode: Mode, threads: usize, siblings: usize) {
     let rt = runtime(mode, threads);
-    let siblings = if mode == Mode::Fibers { SIBLINGS } else { 0 };
     let engine = Engine::new(
         rt.clone(),
         Db {
@@ -257,7 +269,23 @@ fn drop_waits_during_a_panic(mode: Mode, threads: usize) {
         Some(false),
         "slow(0) was done before the guard asked"
     );
-    assert_eq!(*db.guard_got.lock().unwrap(), Some(7), "the guard's cx.get");
+    let got = db.guard_got.lock().unwrap().clone();
+    if siblings == 0 {
+        // Nothing else on the unwinding worker: its thread blocks and the
+        // read completes.
+        assert_eq!(got, Some(Ok(7)), "the guard's read");
+    } else {
+        // Sixteen fibers on the unwinding worker (runnable: the guard set
+        // `wake`): the read neither suspends nor blocks.
+        assert_eq!(
+            got,
+            Some(Err(QueryError::WaitWhileUnwinding {
+                query: "slow",
+                key: "0".to_owned()
+            })),
+            "the guard's read"
+        );
+    }
     assert_eq!(db.slow_executions.load(Ordering::SeqCst), 1);
     if mode != Mode::Serial {
         let (slow, unwinder) = (
@@ -313,6 +341,7 @@ fn drop_waits_during_a_panic_without_leaking_the_panic_count() {
 struct HangDb {
     leaf_started: Latch,
     guard_waiting: Latch,
+    guard_got: Mutex<Option<Result<u64, QueryError>>>,
 }
 
 /// Spins on its own worker until the guard announces its wait.
@@ -336,8 +365,9 @@ struct ParkedGuard<'a>(Cx<'a, HangDb>);
 
 impl Drop for ParkedGuard<'_> {
     fn drop(&mut self) {
+        let got = self.0.try_parked(0);
+        *self.0.db().guard_got.lock().unwrap() = Some(got);
         self.0.db().guard_waiting.set();
-        let _ = self.0.parked(0);
     }
 }
 
@@ -348,9 +378,9 @@ fn unwinder2(cx: &Cx<HangDb>, key: u32) -> u64 {
     inject_panic(format_args!("unwinder2 {key}"))
 }
 
-/// Known hang (see the module doc): run with `--ignored` to reproduce.
+/// Regression (issue 12): the read returns `WaitWhileUnwinding` at once
+/// instead of blocking the worker that must resume `parked(0)`.
 #[test]
-#[ignore = "reproduces a known hang of fibers mode (issue 5 report); fails after 10 s"]
 fn unwinding_wait_on_a_fiber_parked_on_the_same_worker() {
     if !cfg!(feature = "fibers") {
         return; // the hang needs fibers mode
@@ -377,6 +407,13 @@ fn unwinding_wait_on_a_fiber_parked_on_the_same_worker() {
             "{results:?}"
         );
         assert_eq!(leaf.join().expect("leaf thread"), Ok(1));
+        assert_eq!(
+            *engine.db().guard_got.lock().unwrap(),
+            Some(Err(QueryError::WaitWhileUnwinding {
+                query: "parked",
+                key: "0".to_owned()
+            }))
+        );
     });
 }
 

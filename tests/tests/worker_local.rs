@@ -146,3 +146,73 @@ fn get_outside_a_worker_panics() {
     let wl = WorkerLocal::new(&rt, |i| i);
     let _ = wl.get();
 }
+
+/// Regression (issue 12): two threads, each in a serial `block_on` of one
+/// runtime at the same time, increment one `WorkerLocal<Cell<u64>>`
+/// 50,000,000 times each. Both used to be "worker 0" and share the slot:
+/// the count ended at 74,757,711, a data race in safe code. Now the thread
+/// that entered first holds the runtime's worker identity and the other's
+/// first `get` panics, so the count is exactly one thread's.
+///
+/// ```text
+///  T1: block_on ─ barrier ─ 50M × wl.get().set(+1) ─▶ Ok(50M)
+///  T2: block_on ─ barrier ─ wl.get() panics ─────────▶ Err
+/// ```
+#[test]
+fn two_serial_block_ons_never_share_a_slot() {
+    const N: u64 = 50_000_000;
+    weft_tests::with_timeout(weft_tests::timeout_secs(), || {
+        let rt = runtime(Mode::Serial, 1);
+        let wl = WorkerLocal::new(&rt, |_| std::cell::Cell::new(0u64));
+        let both_in = std::sync::Barrier::new(2);
+        let results: Vec<Result<u64, ()>> = std::thread::scope(|s| {
+            let run = || {
+                rt.block_on(|| {
+                    both_in.wait();
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        for _ in 0..N {
+                            let c = wl.get();
+                            c.set(c.get() + 1);
+                        }
+                        N
+                    }))
+                    .map_err(|_| ())
+                })
+            };
+            let handles = [s.spawn(run), s.spawn(run)];
+            handles.map(|h| h.join().expect("thread")).into()
+        });
+        let ok: Vec<u64> = results.iter().filter_map(|r| r.ok()).collect();
+        assert_eq!(
+            ok,
+            vec![N],
+            "exactly one thread holds worker 0: {results:?}"
+        );
+        assert_eq!(
+            wl.into_vec()[0].get(),
+            N,
+            "the slot saw one thread's increments"
+        );
+        // The identity is free again once its holder returned.
+        let wl = WorkerLocal::new(&rt, |i| i);
+        assert_eq!(rt.block_on(|| *wl.get()), 0);
+    });
+}
+
+/// `WorkerLocal::get` panics off its runtime's workers: outside any
+/// runtime, and on a worker of another runtime.
+#[test]
+fn worker_local_panics_off_its_runtime() {
+    for_configs(configs(), |mode, threads| {
+        let rt = runtime(mode, threads);
+        let other = runtime(mode, threads);
+        let wl = WorkerLocal::new(&rt, |i| i);
+        let outside = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| *wl.get()));
+        assert!(outside.is_err(), "get outside any runtime");
+        let elsewhere = other.block_on(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| *wl.get())).is_err()
+        });
+        assert!(elsewhere, "get on another runtime's worker");
+        assert!(rt.block_on(|| *wl.get() < threads));
+    });
+}
