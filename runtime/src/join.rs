@@ -22,7 +22,7 @@
 //! the outcome does not depend on timing or mode. `scope` resumes the panic
 //! of the earliest spawn (in spawn order).
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, OnceCell, RefCell, UnsafeCell};
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -218,7 +218,7 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
             // half, so the whole range is one leaf (an item that waits still
             // offers the rest, see `offer_pending`).
             let splits = if threads > 1 { threads } else { 0 };
-            split(0, items.len(), splits, false, &ctx);
+            split(0, items.len(), splits, false, &ctx, &run);
             // Every leaf this call ran itself is drained, and a leaf drained
             // elsewhere is drained by a started helper (which keeps going
             // after it resumes): a helper that nobody started has nothing
@@ -230,8 +230,7 @@ pub fn par_for_each<T: Sync>(items: &[T], f: impl Fn(usize, &T) + Sync) {
                     helpers.decrement();
                 }
             }
-            helpers.decrement();
-            helpers.wait();
+            helpers.release_and_wait();
         }
         None if crate::trace::is_enabled() => {
             // Profiling: split as a pool of one does, so the recorded forks
@@ -265,7 +264,18 @@ struct SplitCtx<'a> {
     threads: usize,
 }
 
-fn split(lo: usize, hi: usize, splits: usize, migrated: bool, ctx: &SplitCtx<'_>) {
+/// Splits `lo..hi` and drains the leaves; `run` is `ctx.run`, by its own
+/// type, so that the item loop of a leaf this strand drains is
+/// monomorphized (no indirect call per item); helpers on other strands
+/// call through `ctx.run`.
+fn split<R: Fn(usize) + Sync>(
+    lo: usize,
+    hi: usize,
+    splits: usize,
+    migrated: bool,
+    ctx: &SplitCtx<'_>,
+    run: &R,
+) {
     // rayon's Splitter: a migrated half splits at least into `threads` more.
     let splits = if migrated {
         splits.max(ctx.threads)
@@ -273,25 +283,23 @@ fn split(lo: usize, hi: usize, splits: usize, migrated: bool, ctx: &SplitCtx<'_>
         splits
     };
     if hi - lo <= 1 || splits == 0 {
-        run_leaf(lo, hi, ctx);
+        run_leaf(lo, hi, ctx, run);
         return;
     }
     let mid = lo + (hi - lo) / 2;
     join_ctx(
-        || split(lo, mid, splits / 2, false, ctx),
-        |migrated| split(mid, hi, splits / 2, migrated, ctx),
+        || split(lo, mid, splits / 2, false, ctx, run),
+        |migrated| split(mid, hi, splits / 2, migrated, ctx, run),
     );
 }
 
-/// Items `next..end` of a leaf, drawn one at a time by the leaf and by any
-/// helper task it offered.
+/// Items `next..end` of a leaf once it was offered, drawn one at a time by
+/// the strand that started the leaf and by any helper task it offered.
 pub(crate) struct Leaf {
     next: AtomicUsize,
     end: usize,
     /// A helper task is queued and has not started yet.
     offered: AtomicBool,
-    /// The leaf was offered at least once: other strands may draw items.
-    shared: AtomicBool,
     /// What the `par_for_each` call shares (item function, helper count,
     /// offered helpers), its lifetime erased: it lives on that call's stack,
     /// and the call waits for every helper before it returns.
@@ -309,60 +317,101 @@ unsafe impl Send for Leaf {}
 // SAFETY: as above; the other fields are atomics.
 unsafe impl Sync for Leaf {}
 
-thread_local! {
-    /// The leaves being drained by the code running now, innermost last.
-    /// Saved and restored around every fiber switch (`fiber.rs`).
-    static LEAVES: std::cell::RefCell<Vec<Arc<Leaf>>> = const { std::cell::RefCell::new(Vec::new()) };
+/// A leaf on the stack of the strand that started it, until its first
+/// offer: then its items move into a shared [`Leaf`] (`shared`). Most
+/// leaves are never offered, and cost no allocation.
+pub(crate) struct OwnLeaf {
+    /// The next item, while `shared` is unset.
+    next: Cell<usize>,
+    end: usize,
+    /// As [`Leaf::split`].
+    split: *const SplitCtx<'static>,
+    /// As [`Leaf::ctx`].
+    ctx: crate::context::TaskContext,
+    shared: OnceCell<Arc<Leaf>>,
 }
 
-fn run_leaf(lo: usize, hi: usize, ctx: &SplitCtx<'_>) {
+/// A leaf being drained by the code running now.
+#[derive(Clone)]
+pub(crate) enum Draining {
+    /// Drained by the strand that started it: the leaf lives on this
+    /// strand's stack, in the `drain_own` frame that registered it, which
+    /// unregisters it before it returns (also when unwinding).
+    Own(*const OwnLeaf),
+    /// A helper draining a shared leaf.
+    Helper(Arc<Leaf>),
+}
+
+thread_local! {
+    /// The leaves being drained by the code running now, innermost last.
+    /// Saved and restored around every fiber switch (`fiber.rs`), so an
+    /// `Own` entry is only ever read on the strand whose stack holds it.
+    static LEAVES: RefCell<Vec<Draining>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Unregisters the innermost leaf when its drain ends.
+struct Unregister;
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        LEAVES.with(|l| l.borrow_mut().pop());
+    }
+}
+
+fn run_leaf<R: Fn(usize) + Sync>(lo: usize, hi: usize, ctx: &SplitCtx<'_>, run: &R) {
     if hi - lo == 1 {
-        (ctx.run)(lo);
+        run(lo);
         return;
     }
-    let leaf = Arc::new(Leaf {
-        next: AtomicUsize::new(lo),
+    let own = OwnLeaf {
+        next: Cell::new(lo),
         end: hi,
-        offered: AtomicBool::new(false),
-        shared: AtomicBool::new(false),
         // Only the lifetime changes; see `Leaf::split`.
         split: (ctx as *const SplitCtx<'_>).cast::<SplitCtx<'static>>(),
         ctx: crate::context::current_context(),
-    });
-    drain(&leaf);
-}
-
-/// Runs the leaf's items until none is left.
-fn drain(leaf: &Arc<Leaf>) {
-    LEAVES.with(|l| l.borrow_mut().push(leaf.clone()));
-    struct Pop;
-    impl Drop for Pop {
-        fn drop(&mut self) {
-            LEAVES.with(|l| l.borrow_mut().pop());
+        shared: OnceCell::new(),
+    };
+    LEAVES.with(|l| l.borrow_mut().push(Draining::Own(&own)));
+    let _unregister = Unregister;
+    // Until the leaf is first offered only this strand draws from it (a
+    // helper exists only after an offer, and offers are made by this
+    // strand, from its own stack, see `offer_pending`). It takes its items
+    // in runs of 1, 2, 4, … up to `OWN_RUN` and runs each as a plain loop:
+    // tiny items then cost what a loop costs. An item that waits offers the
+    // items after its run; the rest of its run waits with it (fewer than
+    // `OWN_RUN` items, and none for the first items).
+    let mut run_len = 1;
+    while own.shared.get().is_none() {
+        let lo = own.next.get();
+        if lo >= own.end {
+            return;
+        }
+        let hi = (lo + run_len).min(own.end);
+        own.next.set(hi);
+        run_len = (run_len * 2).min(OWN_RUN);
+        for i in lo..hi {
+            run(i);
         }
     }
-    let _pop = Pop;
+    // Offered: from now on, one item at a time from the shared counter.
+    if let Some(leaf) = own.shared.get() {
+        drain_shared(leaf, run);
+    }
+}
+
+/// The longest run of items a leaf's own strand takes at once.
+const OWN_RUN: usize = 32;
+
+/// Runs a shared leaf's items with `run` until none is left.
+fn drain_shared<R: Fn(usize) + Sync + ?Sized>(leaf: &Leaf, run: &R) {
     loop {
         // Relaxed: the counter only hands out distinct indices; the items'
-        // effects are published by the latches that end the call. Until
-        // the leaf is first offered, only the strand that started it draws
-        // from it (a helper exists only after an offer, and offers are made
-        // by the strands draining the leaf, from their own stack, see
-        // `offer_pending`): a load and a store then do, instead of a
-        // read-modify-write per item.
-        let i = if leaf.shared.load(Ordering::Relaxed) {
-            leaf.next.fetch_add(1, Ordering::Relaxed)
-        } else {
-            let i = leaf.next.load(Ordering::Relaxed);
-            leaf.next.store(i + 1, Ordering::Relaxed);
-            i
-        };
+        // effects are published by the latches that end the call.
+        let i = leaf.next.fetch_add(1, Ordering::Relaxed);
         if i >= leaf.end {
             break;
         }
-        // SAFETY: `par_for_each` is still running (it waits for every
-        // helper, and this code runs inside it or inside a helper).
-        unsafe { ((*leaf.split).run)(i) };
+        run(i);
     }
 }
 
@@ -370,8 +419,31 @@ fn drain(leaf: &Arc<Leaf>) {
 /// every leaf being drained here that still has items offers them as one
 /// helper task on this worker's deque (at most one queued helper per leaf).
 pub(crate) fn offer_pending() {
-    let leaves: Vec<Arc<Leaf>> = LEAVES.with(|l| l.borrow().clone());
-    for leaf in leaves {
+    let leaves: Vec<Draining> = LEAVES.with(|l| l.borrow().clone());
+    for draining in leaves {
+        let leaf = match draining {
+            Draining::Own(own) => {
+                // SAFETY: an `Own` entry names a leaf on this strand's stack
+                // whose drain is still running (it unregisters before it
+                // returns); this code runs on that strand, above the drain.
+                let own = unsafe { &*own };
+                if own.shared.get().is_none() && own.next.get() >= own.end {
+                    continue;
+                }
+                own.shared
+                    .get_or_init(|| {
+                        Arc::new(Leaf {
+                            next: AtomicUsize::new(own.next.get()),
+                            end: own.end,
+                            offered: AtomicBool::new(false),
+                            split: own.split,
+                            ctx: own.ctx.clone(),
+                        })
+                    })
+                    .clone()
+            }
+            Draining::Helper(leaf) => leaf,
+        };
         // Relaxed: a stale read only offers a helper that finds nothing.
         if leaf.next.load(Ordering::Relaxed) >= leaf.end {
             continue;
@@ -380,10 +452,6 @@ pub(crate) fn offer_pending() {
         if leaf.offered.swap(true, Ordering::AcqRel) {
             continue;
         }
-        // From now on the leaf's items are drawn by read-modify-writes
-        // (`drain`); this strand sees its own store, a helper sees it
-        // through the deque push that publishes the helper task.
-        leaf.shared.store(true, Ordering::Relaxed);
         // SAFETY: the `par_for_each` owning the `SplitCtx` is still running:
         // the leaf is being drained by code inside it.
         let split = unsafe { &*leaf.split };
@@ -398,7 +466,15 @@ pub(crate) fn offer_pending() {
                 return; // cancelled by the owner, which counted it down
             }
             helper.offered.store(false, Ordering::Release);
-            drain(&helper);
+            LEAVES.with(|l| l.borrow_mut().push(Draining::Helper(helper.clone())));
+            {
+                let _unregister = Unregister;
+                // SAFETY: `par_for_each` waits for this helper (the
+                // decrement below), so its `SplitCtx` and item function are
+                // alive.
+                let run = unsafe { (*helper.split).run };
+                drain_shared(&helper, run);
+            }
             // SAFETY: `par_for_each` waits for this decrement before it
             // returns, so its `SplitCtx` is alive; this is its last use.
             unsafe { (*helper.split).helpers.decrement() };
@@ -417,13 +493,13 @@ pub(crate) fn offer_pending() {
 
 /// Takes this thread's leaves (before a fiber switches away).
 #[cfg(feature = "fibers")]
-pub(crate) fn take_leaves() -> Vec<Arc<Leaf>> {
+pub(crate) fn take_leaves() -> Vec<Draining> {
     LEAVES.with(|l| std::mem::take(&mut *l.borrow_mut()))
 }
 
 /// Puts a fiber's leaves back (after it resumed).
 #[cfg(feature = "fibers")]
-pub(crate) fn restore_leaves(leaves: Vec<Arc<Leaf>>) {
+pub(crate) fn restore_leaves(leaves: Vec<Draining>) {
     LEAVES.with(|l| *l.borrow_mut() = leaves);
 }
 
@@ -507,8 +583,7 @@ pub fn scope<'scope, R>(f: impl FnOnce(&Scope<'scope>) -> R) -> R {
             None => break,
         }
     }
-    s.pending.decrement();
-    s.pending.wait();
+    s.pending.release_and_wait();
     match r {
         Err(p) => panic::resume_unwind(p),
         Ok(v) => {

@@ -188,7 +188,10 @@ impl Latch {
 #[derive(Debug)]
 pub(crate) struct CountLatch {
     count: AtomicUsize,
-    latch: Latch,
+    /// Made by whoever first needs it: the owner about to wait, or the
+    /// decrement that reaches zero. Most counting latches (a `par_for_each`
+    /// that offered no helper) never need one, and never allocate it.
+    latch: std::sync::OnceLock<Latch>,
 }
 
 impl CountLatch {
@@ -196,7 +199,7 @@ impl CountLatch {
     pub(crate) fn new(count: usize) -> CountLatch {
         CountLatch {
             count: AtomicUsize::new(count),
-            latch: Latch::new(),
+            latch: std::sync::OnceLock::new(),
         }
     }
 
@@ -213,13 +216,25 @@ impl CountLatch {
         // task's writes (Acquire) before setting the latch, and publish its
         // own (Release).
         if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.latch.set();
+            // A handle of our own: the owner may return (and drop this
+            // counting latch) as soon as `set` has stored the flag, while
+            // `set` still unlocks the latch's mutex.
+            let latch = self.latch.get_or_init(Latch::new).clone();
+            latch.set();
         }
     }
 
-    /// Waits until the count is zero.
-    pub(crate) fn wait(&self) {
-        self.latch.wait();
+    /// The owner drops its own count and waits until the count is zero.
+    /// When the owner's decrement is the last, nobody else is left to wait
+    /// for and the latch is not touched (no lock, no wake-up): the common
+    /// case of a `par_for_each` that offered no helper.
+    pub(crate) fn release_and_wait(&self) {
+        // AcqRel: as in `decrement`; the Acquire also orders every other
+        // decrement (and the writes before it) before the owner goes on.
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            return;
+        }
+        self.latch.get_or_init(Latch::new).wait();
     }
 }
 
@@ -274,8 +289,8 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
-        assert!(!c.latch.probe());
-        c.decrement();
-        c.wait();
+        assert!(c.latch.get().is_none_or(|l| !l.probe()));
+        c.release_and_wait();
+        assert_eq!(c.count.load(Ordering::Relaxed), 0);
     }
 }
