@@ -191,31 +191,13 @@ impl Graph {
                         work_first: true,
                     })
                     .collect();
-                nodes.push(Node {
-                    deps: vec![],
-                    work_ns: (n as u64) * u / 2,
-                    work_first: true,
-                });
-                root = nodes.len();
-                nodes.push(Node {
-                    deps: (0..n).collect(),
-                    ..Node::default()
-                });
+                root = push_q_and_root(&mut nodes, (n as u64) * u / 2);
             }
             Shape::FanInFirst => {
                 let n = n.max(1);
                 let q = n;
                 nodes = (0..n).map(|_| node(vec![q])).collect();
-                nodes.push(Node {
-                    deps: vec![],
-                    work_ns: (n as u64) * u / 8,
-                    work_first: true,
-                });
-                root = nodes.len();
-                nodes.push(Node {
-                    deps: (0..n).collect(),
-                    ..Node::default()
-                });
+                root = push_q_and_root(&mut nodes, (n as u64) * u / 8);
             }
             Shape::Diamond => {
                 let n = n.max(3);
@@ -392,6 +374,23 @@ impl Graph {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+}
+
+/// The end of both fan-in shapes: after the `N` tasks in `nodes`, the
+/// shared query `Q` (id `N`, `q_work` ns, no dependencies) and a zero-work
+/// root that fetches the tasks in order. Returns the root's id.
+fn push_q_and_root(nodes: &mut Vec<Node>, q_work: u64) -> usize {
+    let n = nodes.len();
+    nodes.push(Node {
+        deps: vec![],
+        work_ns: q_work,
+        work_first: true,
+    });
+    nodes.push(Node {
+        deps: (0..n).collect(),
+        ..Node::default()
+    });
+    n + 1
 }
 
 /// Spins for `ns` nanoseconds of the monotonic clock. Work is measured in

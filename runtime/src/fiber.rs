@@ -11,8 +11,8 @@
 //! (`wait_briefly`: up to 20 µs, yielding, while no other fiber of its
 //! worker is runnable): most waits end that soon, and a wait that ends
 //! without parking costs no switch and starts no task that would collide
-//! with the same queries in progress. Then it parks: it waits on a [`Latch`] by storing the latch in the worker-local
-//! `PENDING` cell and switching back to its worker ([`suspend_current`]).
+//! with the same queries in progress. Then it parks: it stores the
+//! [`Latch`] in the worker-local `PENDING` cell and switching back to its worker ([`suspend_current`]).
 //! The worker, now on its own stack, files the fiber in its [`FiberSet`]
 //! and only then registers it with the latch (`Latch::register_fiber`). So
 //! a waker never sees a fiber that is still running (see `latch.rs`). A set
@@ -188,20 +188,21 @@ impl FiberSet {
 /// with the same in-progress queries, and (by yielding) lends its core to
 /// the owner when the machine is loaded.
 fn wait_briefly(latch: &Latch) -> bool {
-    let idle = WorkerThread::with_current(|w| w.map(|w| (w.registry.clone(), w.index)));
-    let Some((reg, index)) = idle else {
-        return false;
-    };
-    let until = Instant::now() + BRIEF_WAIT;
-    loop {
-        std::thread::yield_now();
-        if latch.probe() {
-            return true;
-        }
-        if !reg.mailbox_is_empty(index) || Instant::now() >= until {
+    WorkerThread::with_current(|w| {
+        let Some(w) = w else {
             return false;
+        };
+        let until = Instant::now() + BRIEF_WAIT;
+        loop {
+            std::thread::yield_now();
+            if latch.probe() {
+                return true;
+            }
+            if !w.registry.mailbox_is_empty(w.index) || Instant::now() >= until {
+                return false;
+            }
         }
-    }
+    })
 }
 
 /// How long a fiber waits for its latch before it parks: 20 µs, chosen by

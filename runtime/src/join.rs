@@ -335,7 +335,7 @@ pub(crate) struct OwnLeaf {
 #[derive(Clone)]
 pub(crate) enum Draining {
     /// Drained by the strand that started it: the leaf lives on this
-    /// strand's stack, in the `drain_own` frame that registered it, which
+    /// strand's stack, in the `run_leaf` frame that registered it, which
     /// unregisters it before it returns (also when unwinding).
     Own(*const OwnLeaf),
     /// A helper draining a shared leaf.

@@ -338,7 +338,7 @@ impl WorkerThread {
             reg.tokens.release(self.index);
             crate::trace::record(crate::trace::Event::Park);
             reg.sleep.park_targeted(self.index, deadline, || {
-                !mailbox.is_empty() || crate::stall::StallState::over(&reg.stalls)
+                !mailbox.is_empty() || reg.stalls.any_blocked()
             });
             crate::trace::record(crate::trace::Event::Unpark);
         }
@@ -421,9 +421,7 @@ pub(crate) fn block_current_thread(block: impl FnOnce()) {
             #[cfg(feature = "fibers")]
             if fibers {
                 reg.stalls.block_start();
-                for w in 0..reg.num_threads() {
-                    reg.sleep.notify_worker(w);
-                }
+                reg.sleep.notify_all();
             }
             let blocked = crate::trace::block_start();
             block();
@@ -455,7 +453,7 @@ pub fn can_block_while_unwinding() -> bool {
         WorkerThread::with_current(|w| {
             w.is_none_or(|w| {
                 w.registry.mode != Mode::Fibers
-                    || (w.fibers.parked() == 0 && w.registry.mailboxes[w.index].is_empty())
+                    || (w.fibers.parked() == 0 && w.registry.mailbox_is_empty(w.index))
             })
         })
     }

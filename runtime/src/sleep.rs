@@ -85,6 +85,11 @@ impl Sleep {
     pub(crate) fn terminate(&self) {
         // Release: a worker that sees the flag sees everything before it.
         self.terminate.store(true, Ordering::Release);
+        self.notify_all();
+    }
+
+    /// Wakes every worker (or makes its next park return at once).
+    pub(crate) fn notify_all(&self) {
         for w in 0..self.slots.len() {
             self.notify_worker(w);
         }

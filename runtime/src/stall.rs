@@ -137,7 +137,9 @@ impl Stalls {
         self.stalled.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn any_blocked(&self) -> bool {
+    /// Whether a worker's thread blocks now (also the stalled worker's wake
+    /// check beside its mailbox; the deadline bounds its sleep).
+    pub(crate) fn any_blocked(&self) -> bool {
         // Relaxed: a stale `false` is corrected by the wake-up that
         // `block_start`'s caller sends every worker.
         self.blocked.load(Ordering::Relaxed) > 0
@@ -212,11 +214,5 @@ impl StallState {
         if self.until.take().is_some() {
             stalls.leave();
         }
-    }
-
-    /// Whether a worker blocks (the sleeping worker's wake check beside its
-    /// mailbox; the deadline bounds the sleep).
-    pub(crate) fn over(stalls: &Stalls) -> bool {
-        stalls.any_blocked()
     }
 }
